@@ -1,0 +1,309 @@
+//! Exports a database's changes as payload chunks, all read in one repeatable-read snapshot whose watermark
+//! becomes the cursor of the next exchange (BRIEF §4.1).
+//!
+//! The change log says which keys changed; the rows themselves are read as they are in the export snapshot,
+//! so many changes to one row travel once. Rows that exist are upserted, parents first; keys whose rows no
+//! longer exist are deleted afterwards, children first. A key whose latest change came from the peer being
+//! served is not sent back to it. Without a cursor, whole tables are exported with `COPY`.
+
+use std::collections::VecDeque;
+
+use futures_util::TryStreamExt;
+use protocol::cursor::Cursor;
+use protocol::payload::{ChunkWriter, WriterConfig, quote_ident};
+use tokio_postgres::Client;
+
+use crate::catalog::{Catalog, TableInfo};
+use crate::conn::quote_literal;
+use crate::error::{Error, Result};
+use crate::schema;
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// The peer's cursor; `None` exports every row of every table.
+    pub since: Option<Cursor>,
+    /// Leave out keys whose latest change came from this origin (the peer being served).
+    pub exclude_origin: Option<String>,
+    /// Chunk size and compression.
+    pub writer: WriterConfig,
+    /// Rows fetched from the database per query.
+    pub page_rows: i64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { since: None, exclude_origin: None, writer: WriterConfig::default(), page_rows: 5000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Whole tables, parents first.
+    Full,
+    /// Changed rows that exist, parents first.
+    Upserts,
+    /// Changed keys whose rows are gone, children first.
+    Deletes,
+    Done,
+}
+
+/// One export, read in one snapshot. Owns its connection for the duration, so that a long export (the shop
+/// agent's `diff` loop) can span several requests.
+pub struct ExportSession {
+    client: Client,
+    catalog: Catalog,
+    options: ExportOptions,
+    cursor: Cursor,
+    phase: Phase,
+    table: usize,
+    after: Vec<String>,
+    writer: Option<ChunkWriter>,
+    ready: VecDeque<Vec<u8>>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for ExportSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportSession").field("cursor", &self.cursor.to_string()).field("phase", &self.phase).finish()
+    }
+}
+
+impl ExportSession {
+    /// Opens a repeatable-read, read-only transaction on `client` and takes its snapshot as the new cursor.
+    /// A `since` cursor issued by another database is refused with [`Error::Cursor`].
+    pub async fn begin(client: Client, catalog: Catalog, options: ExportOptions) -> Result<ExportSession> {
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        // The first statement fixes the transaction's snapshot; pg_current_snapshot() returns exactly it.
+        let row = client.query_one("SELECT pg_current_snapshot()::text", &[]).await?;
+        let snapshot: String = row.get(0);
+        let issuer = schema::identity(&client).await?;
+        if let Some(since) = &options.since {
+            since.clone().check_issuer(&issuer)?;
+        }
+        let mut writer = ChunkWriter::new(options.writer.clone(), Some(catalog.fingerprint()), None);
+        for t in catalog.tables() {
+            writer.declare_table(&t.name, &t.column_decls());
+        }
+        let phase = if options.since.is_some() { Phase::Upserts } else { Phase::Full };
+        Ok(ExportSession {
+            client,
+            catalog,
+            options,
+            cursor: Cursor { issuer, snapshot },
+            phase,
+            table: 0,
+            after: Vec::new(),
+            writer: Some(writer),
+            ready: VecDeque::new(),
+            rows: 0,
+        })
+    }
+
+    /// The cursor of this export: once every chunk is applied, the peer's next `since`.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// Rows (upserts and deletes) exported so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next chunk, or `None` when the export is complete. Only the last chunk carries the cursor, so a
+    /// receiver that applies chunks one by one never records a cursor before it has every row behind it.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        while self.ready.is_empty() {
+            let Some(writer) = self.writer.as_mut() else { return Ok(None) };
+            if self.phase == Phase::Done {
+                writer.set_cursor(Some(self.cursor.to_string()));
+                if let Some(w) = self.writer.take() {
+                    self.ready.extend(w.finish());
+                }
+                break;
+            }
+            self.fill_page().await?;
+            if let Some(w) = self.writer.as_mut() {
+                self.ready.extend(w.take_chunks());
+            }
+        }
+        Ok(self.ready.pop_front())
+    }
+
+    /// Ends the read-only transaction and gives the connection back.
+    pub async fn finish(self) -> Result<Client> {
+        self.client.batch_execute("COMMIT").await?;
+        Ok(self.client)
+    }
+
+    /// Fetches one page of the current table in the current phase into the writer and moves the position on.
+    async fn fill_page(&mut self) -> Result<()> {
+        let tables = self.catalog.tables();
+        let index = match self.phase {
+            Phase::Deletes => tables.len().checked_sub(self.table + 1),
+            _ => (self.table < tables.len()).then_some(self.table),
+        };
+        let Some(index) = index else {
+            self.phase = match self.phase {
+                Phase::Upserts => Phase::Deletes,
+                _ => Phase::Done,
+            };
+            self.table = 0;
+            self.after.clear();
+            return Ok(());
+        };
+        let table = tables[index].clone();
+        let fetched = match self.phase {
+            Phase::Full => self.page_full(&table).await?,
+            Phase::Upserts => self.page_changes(&table, true).await?,
+            Phase::Deletes => self.page_changes(&table, false).await?,
+            Phase::Done => 0,
+        };
+        if fetched < self.options.page_rows as usize {
+            self.table += 1;
+            self.after.clear();
+        }
+        Ok(())
+    }
+
+    /// One page of a whole table through `COPY`, in primary-key order after the last key sent.
+    async fn page_full(&mut self, table: &TableInfo) -> Result<usize> {
+        let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let key: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();
+        let filter = if self.after.is_empty() {
+            String::new()
+        } else {
+            // COPY takes no parameters: the key values are ours, read from this database, and quoted.
+            let values: Vec<String> = table
+                .primary_key
+                .iter()
+                .zip(&self.after)
+                .map(|(c, v)| format!("{}::{}", quote_literal(v), table.column_type(c).unwrap_or("text")))
+                .collect();
+            format!(" WHERE ({}) > ({})", key.join(", "), values.join(", "))
+        };
+        let sql = format!(
+            "COPY (SELECT {} FROM {}{filter} ORDER BY {} LIMIT {}) TO STDOUT",
+            cols.join(", "),
+            table.name.quoted(),
+            key.join(", "),
+            self.options.page_rows
+        );
+        let key_positions: Vec<usize> =
+            table.primary_key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
+        let names = table.column_names();
+        let stream = self.client.copy_out(sql.as_str()).await?;
+        let mut stream = std::pin::pin!(stream);
+        let writer = self.writer.as_mut().ok_or(Error::NotInstalled)?;
+        let mut count = 0usize;
+        let mut last = String::new();
+        while let Some(bytes) = stream.try_next().await? {
+            // PostgreSQL sends one row per COPY data message, newline-terminated, in the client encoding (UTF-8).
+            let line = std::str::from_utf8(&bytes).unwrap_or_default().trim_end_matches('\n');
+            writer.copy_line(&table.name, &names, line);
+            last.clear();
+            last.push_str(line);
+            count += 1;
+        }
+        if count > 0 {
+            let fields: Vec<&str> = last.split('\t').collect();
+            self.after =
+                key_positions.iter().map(|&i| unescape_copy(fields.get(i).copied().unwrap_or_default())).collect();
+        }
+        self.rows += count as u64;
+        Ok(count)
+    }
+
+    /// One page of changed keys of a table: the rows that exist (`present`) or the keys that are gone.
+    async fn page_changes(&mut self, table: &TableInfo, present: bool) -> Result<usize> {
+        let since = self.options.since.as_ref().map(|c| c.snapshot.clone());
+        let xmin = self.options.since.as_ref().map(|c| c.xmin().to_string());
+        let join: Vec<String> = table
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!("t.{} = (k.pk[{}])::{}", quote_ident(c), i + 1, table.column_type(c).unwrap_or("text"))
+            })
+            .collect();
+        let window = "SELECT DISTINCT ON (cl.pk) cl.pk, cl.origin FROM branchsync.change_log cl \
+             WHERE cl.tbl = $1 AND cl.pk > $2::text[] \
+               AND cl.xid >= $3::text::xid8 AND NOT pg_visible_in_snapshot(cl.xid, $4::text::pg_snapshot) \
+             ORDER BY cl.pk, cl.id DESC";
+        let sql = if present {
+            let cols: Vec<String> = table.columns.iter().map(|c| format!("t.{}::text", quote_ident(&c.name))).collect();
+            format!(
+                "SELECT k.pk, {} FROM ({window}) k JOIN {} t ON {} WHERE k.origin IS DISTINCT FROM $5 ORDER BY k.pk LIMIT $6",
+                cols.join(", "),
+                table.name.quoted(),
+                join.join(" AND ")
+            )
+        } else {
+            format!(
+                "SELECT k.pk FROM ({window}) k WHERE k.origin IS DISTINCT FROM $5 \
+                 AND NOT EXISTS (SELECT 1 FROM {} t WHERE {}) ORDER BY k.pk LIMIT $6",
+                table.name.quoted(),
+                join.join(" AND ")
+            )
+        };
+        let name = table.name.to_string();
+        let rows = self
+            .client
+            .query(
+                sql.as_str(),
+                &[&name, &self.after, &xmin, &since, &self.options.exclude_origin, &self.options.page_rows],
+            )
+            .await?;
+        let writer = self.writer.as_mut().ok_or(Error::NotInstalled)?;
+        let names = table.column_names();
+        for row in &rows {
+            if present {
+                let values: Vec<Option<String>> = (1..=names.len()).map(|i| row.get(i)).collect();
+                writer.upsert(&table.name, &names, &table.primary_key, &values);
+            } else {
+                let key: Vec<Option<String>> = row.get::<_, Vec<Option<String>>>(0);
+                writer.delete(&table.name, &table.primary_key, &key);
+            }
+        }
+        if let Some(last) = rows.last() {
+            self.after = last.get::<_, Vec<String>>(0);
+        }
+        self.rows += rows.len() as u64;
+        Ok(rows.len())
+    }
+}
+
+/// Decodes one field of COPY text format (only needed for key values, which are never NULL).
+fn unescape_copy(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            i += 1;
+            match bytes[i] {
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'r' => out.push(b'\r'),
+                b'b' => out.push(8),
+                b'f' => out.push(12),
+                b'v' => out.push(11),
+                d @ b'0'..=b'7' => {
+                    let mut v = (d - b'0') as u32;
+                    let mut n = 1;
+                    while n < 3 && i + 1 < bytes.len() && (b'0'..=b'7').contains(&bytes[i + 1]) {
+                        i += 1;
+                        v = v * 8 + (bytes[i] - b'0') as u32;
+                        n += 1;
+                    }
+                    out.push(v as u8);
+                }
+                other => out.push(other),
+            }
+        } else {
+            out.push(bytes[i]);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,21 @@
+//! The PostgreSQL side of branchsync, shared by the shop agent and the office controller: introspection of the
+//! synced tables, the sync schema and change capture, export of changes as payload chunks, transactional apply
+//! of validated payloads together with a cursor, purge of acknowledged changes, and per-table checksums.
+//!
+//! Every connection used here goes through [`connect`], which pins the session settings that make the text
+//! form of every value exact and identical on both sides.
+
+pub mod apply;
+pub mod catalog;
+pub mod checksum;
+pub mod conn;
+pub mod error;
+pub mod export;
+pub mod schema;
+
+pub use apply::{ApplyOptions, ApplyReport, apply};
+pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
+pub use checksum::{TableChecksum, checksums};
+pub use conn::connect;
+pub use error::{Error, Result};
+pub use export::{ExportOptions, ExportSession};

@@ -1,0 +1,164 @@
+//! Apply is all or nothing with its cursor, defers incoming rows that have local changes, refuses what does
+//! not fit the receiver's schema, and accepts the public grammar as a third party writes it.
+
+use std::collections::BTreeSet;
+
+use pgsync::{ApplyOptions, Error};
+use protocol::payload::{ColumnDecl, Header, read_sql};
+use protocol::schema::SchemaMismatch;
+
+use crate::support::*;
+
+async fn cursor_of(client: &tokio_postgres::Client) -> Option<String> {
+    pgsync::schema::peer_cursor(client, "office").await.unwrap()
+}
+
+#[tokio::test]
+async fn a_payload_that_fails_in_its_middle_changes_neither_data_nor_cursor() {
+    let tables = synced();
+    let (office_url, office, catalog) = database("atomic_office", &tables).await;
+    let (_shop_url, mut shop, shop_catalog) = database("atomic_shop", &[]).await;
+    load(&office, 9).await;
+    let (chunks, _) = export(&office_url, &catalog, None, None).await;
+    apply(&mut shop, &shop_catalog, &chunks, "office").await;
+    let before = checksums(&shop, &shop_catalog).await;
+    let cursor_before = cursor_of(&shop).await;
+    assert!(cursor_before.is_some());
+
+    let allowed: BTreeSet<_> = tables.iter().cloned().collect();
+    let good = read_sql(
+        "INSERT INTO product (id, code, name, price) VALUES (1, 'X', 'changed', 9.99) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;",
+        &allowed,
+    )
+    .unwrap();
+    let mut bad = read_sql(
+        "DELETE FROM service WHERE id = 1;
+         INSERT INTO product (id, code, name, price) VALUES (2, 'Y', 'bad price', 'not a number') ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price;
+         DELETE FROM parameter WHERE name IN ('x');",
+        &allowed,
+    )
+    .unwrap();
+    bad.header.cursor = Some("would-be cursor".into());
+    let options =
+        ApplyOptions { origin: "office".into(), record_cursor: Some("would-be cursor".into()), ..Default::default() };
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[good, bad], &options).await.unwrap_err();
+    match &err {
+        Error::Rejected { chunk, statement, sqlstate, .. } => {
+            assert_eq!((*chunk, *statement), (2, 2));
+            assert_eq!(sqlstate.as_deref(), Some("22P02"));
+        }
+        other => panic!("expected a rejected statement, got {other:?}"),
+    }
+    assert_eq!(checksums(&shop, &shop_catalog).await, before, "nothing of the first chunk may remain");
+    assert_eq!(cursor_of(&shop).await, cursor_before);
+
+    // A foreign-key violation is refused the same way.
+    let orphan = read_sql(
+        "INSERT INTO sale_item (sale_id, line_no, quantity, unit_price) VALUES (999999, 1, 1, 1) ON CONFLICT (sale_id, line_no) DO NOTHING",
+        &allowed,
+    )
+    .unwrap();
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[orphan], &options).await.unwrap_err();
+    assert_eq!(err.sqlstate(), Some("23503"));
+    assert_eq!(checksums(&shop, &shop_catalog).await, before);
+}
+
+#[tokio::test]
+async fn schema_differences_are_refused_naming_table_and_column() {
+    let tables = synced();
+    let (_url, mut shop, catalog) = database("schema_diff", &[]).await;
+    let allowed: BTreeSet<_> = tables.iter().cloned().collect();
+    let mut payload =
+        read_sql("INSERT INTO service (id, name, price) VALUES (1, 's', 1) ON CONFLICT (id) DO NOTHING", &allowed)
+            .unwrap();
+    let mut decls = catalog.get(&tables.iter().find(|t| t.name == "service").unwrap().clone()).unwrap().column_decls();
+    decls.iter_mut().find(|c| c.name == "price").unwrap().type_sql = "numeric".into();
+    payload.header =
+        Header { tables: vec![(protocol::payload::TableName::new("public", "service"), decls)], ..Default::default() };
+    let err = pgsync::apply(&mut shop, &catalog, &[payload], &ApplyOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Schema(SchemaMismatch::TypeDiffers { ref column, .. }) if column == "price"),
+        "{err:?}"
+    );
+
+    let unknown = read_sql(
+        "INSERT INTO service (id, name, price, colour) VALUES (1, 's', 1, 'red') ON CONFLICT (id) DO NOTHING",
+        &allowed,
+    )
+    .unwrap();
+    let err = pgsync::apply(&mut shop, &catalog, &[unknown], &ApplyOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Schema(SchemaMismatch::MissingColumn { ref column, .. }) if column == "colour"),
+        "{err:?}"
+    );
+
+    let not_pk = read_sql("DELETE FROM service WHERE name = 's'", &allowed).unwrap();
+    let err = pgsync::apply(&mut shop, &catalog, &[not_pk], &ApplyOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::Rejected { statement: 1, .. }), "{err:?}");
+    let _ = ColumnDecl { name: String::new(), type_sql: String::new() };
+}
+
+#[tokio::test]
+async fn incoming_rows_with_unacknowledged_local_changes_are_deferred() {
+    let tables = synced();
+    let (shop_url, mut shop, catalog) = database("defer", &tables).await;
+    shop.batch_execute("SELECT set_config('branchsync.origin', 'office', false); INSERT INTO person (id, name) VALUES (1, 'office 1'), (2, 'office 2'); RESET branchsync.origin")
+        .await
+        .unwrap();
+    shop.batch_execute("UPDATE person SET name = 'edited at the shop' WHERE id = 1").await.unwrap();
+    let allowed: BTreeSet<_> = tables.iter().cloned().collect();
+    let incoming = read_sql(
+        "insert into PERSON (id, name) values (1, 'office edit'), (2, 'office edit') on conflict (id) do update set name = excluded.name",
+        &allowed,
+    )
+    .unwrap();
+    let options = ApplyOptions {
+        origin: "office".into(),
+        defer_tables: [protocol::payload::TableName::new("public", "person")].into(),
+        ..Default::default()
+    };
+    let report = pgsync::apply(&mut shop, &catalog, &[incoming], &options).await.unwrap();
+    assert_eq!(report.deferred(), 1);
+    let names: Vec<String> =
+        shop.query("SELECT name FROM person ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, vec!["edited at the shop".to_string(), "office edit".to_string()]);
+    let _ = shop_url;
+}
+
+#[tokio::test]
+async fn a_hand_written_payload_in_the_documented_grammar_applies() {
+    let tables = synced();
+    let (_url, mut shop, catalog) = database("by_hand", &[]).await;
+    let allowed: BTreeSet<_> = tables.iter().cloned().collect();
+    let text = "-- written by hand
+        insert INTO public.\"product\" (\"id\", code, NAME, price, active, attributes)
+          values (10, 'A', 'It''s here', -1.5e0, TRUE, '{\"a\": 1}'), (11, 'B', E'two\\nlines', 2, false, NULL)
+          ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = EXCLUDED.price;
+        COPY service (id, name, price) FROM STDIN;
+1\tcopy\\twith tab\t3.50
+2\t\\N\t4
+\\.
+        delete from product where id = 11;";
+    let err = read_sql(text, &allowed);
+    // The service row with a NULL name violates NOT NULL: the whole payload is refused.
+    let payload = err.unwrap();
+    let e = pgsync::apply(&mut shop, &catalog, &[payload], &ApplyOptions::default()).await.unwrap_err();
+    assert_eq!(e.sqlstate(), Some("23502"));
+    let fixed = read_sql(&text.replace("2\t\\N\t4", "2\tplain\t4"), &allowed).unwrap();
+    pgsync::apply(&mut shop, &catalog, &[fixed], &ApplyOptions::default()).await.unwrap();
+    let rows: Vec<(i64, String, String)> = shop
+        .query("SELECT id, name, price::text FROM product UNION ALL SELECT id, name, price::text FROM service ORDER BY 1, 2", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, "copy\twith tab".into(), "3.50".into()),
+            (2, "plain".into(), "4.00".into()),
+            (10, "It's here".into(), "-1.50".into())
+        ]
+    );
+}

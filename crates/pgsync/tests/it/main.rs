@@ -1,0 +1,7 @@
+//! Integration tests of the PostgreSQL layer against real throwaway clusters: one cluster per test process,
+//! a fresh database per test.
+
+mod apply;
+mod capture;
+mod roundtrip;
+mod support;

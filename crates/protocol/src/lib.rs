@@ -1,0 +1,9 @@
+//! The branchsync wire contract, shared by the shop agent and the office controller. It does no IO: method
+//! names, fault codes, the cursor's encoding, the schema fingerprint and the payload format live here so that
+//! both sides agree by construction.
+
+pub mod cursor;
+pub mod fault;
+pub mod methods;
+pub mod payload;
+pub mod schema;

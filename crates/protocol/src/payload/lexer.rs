@@ -1,0 +1,1 @@
+//! Tokenizer for the payload grammar (to be written).
