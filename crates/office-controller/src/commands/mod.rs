@@ -1,0 +1,3 @@
+//! One file per controller command.
+
+pub mod demo;

@@ -1,0 +1,30 @@
+//! The README's main-job command runs to the end and verifies every synced table.
+
+use std::process::Command;
+
+use crate::support::binary;
+
+#[test]
+fn the_demo_runs_and_verifies_every_synced_table() {
+    let out = Command::new(binary("office-controller"))
+        .args(["demo", "--products", "400", "--sales", "30"])
+        .output()
+        .expect("office-controller runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for table in [
+        "public.product",
+        "public.service",
+        "public.person",
+        "public.parameter",
+        "public.sale",
+        "public.sale_item",
+        "public.payment",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(table))
+            .unwrap_or_else(|| panic!("{table} missing:\n{stdout}"));
+        assert!(line.trim_end().ends_with("ok"), "{line}");
+    }
+}
