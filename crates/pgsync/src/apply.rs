@@ -61,30 +61,51 @@ impl ApplyReport {
     pub fn deferred(&self) -> u64 {
         self.tables.iter().map(|(_, c)| c.deferred).sum()
     }
+
+    /// Total rows upserted.
+    pub fn upserted(&self) -> u64 {
+        self.tables.iter().map(|(_, c)| c.upserted).sum()
+    }
+
+    /// Total rows deleted.
+    pub fn deleted(&self) -> u64 {
+        self.tables.iter().map(|(_, c)| c.deleted).sum()
+    }
+
+    /// Adds another report's counts to this one.
+    pub fn merge(&mut self, other: ApplyReport) {
+        for (table, c) in other.tables {
+            let mine = self.counts(&table);
+            mine.upserted += c.upserted;
+            mine.deleted += c.deleted;
+            mine.deferred += c.deferred;
+        }
+    }
 }
 
 /// Checks every chunk against the catalog, then applies all of them and records the cursor in one transaction.
 /// On any error the transaction is rolled back and nothing, cursor included, has changed.
-pub async fn apply(
-    client: &mut Client,
-    catalog: &Catalog,
-    payloads: &[Payload],
-    options: &ApplyOptions,
-) -> Result<ApplyReport> {
-    for (i, payload) in payloads.iter().enumerate() {
-        check(catalog, payload, i + 1)?;
-    }
+pub async fn apply(client: &mut Client, catalog: &Catalog, payloads: &[Payload], options: &ApplyOptions) -> Result<ApplyReport> {
     let tx = client.transaction().await?;
+    let report = apply_in(&tx, catalog, payloads, options).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// As [`apply`], inside the caller's transaction, so that the caller can commit its own bookkeeping with the
+/// data (the shop agent marks the upload session finished). The caller commits; on error it must roll back.
+pub async fn apply_in(tx: &Transaction<'_>, catalog: &Catalog, payloads: &[Payload], options: &ApplyOptions) -> Result<ApplyReport> {
+    for (i, payload) in payloads.iter().enumerate() {
+        validate(catalog, payload, i + 1)?;
+    }
     tx.query_one("SELECT set_config($1, $2, true)", &[&ORIGIN_SETTING, &options.origin]).await?;
     let mut report = ApplyReport::default();
     let mut stages = Stages::default();
     for (c, payload) in payloads.iter().enumerate() {
         for (s, statement) in payload.statements.iter().enumerate() {
-            let table = catalog
-                .get(statement.table())
-                .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
+            let table = catalog.get(statement.table()).ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
             let defer = options.defer_tables.contains(&table.name);
-            apply_statement(&tx, &mut stages, table, statement, defer, report.counts(&table.name))
+            apply_statement(tx, &mut stages, table, statement, defer, report.counts(&table.name))
                 .await
                 .map_err(|e| rejected(e, c + 1, s + 1))?;
         }
@@ -97,7 +118,6 @@ pub async fn apply(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(report)
 }
 
@@ -121,8 +141,9 @@ fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
 }
 
 /// Validates a payload against our catalog before anything is written: declared columns match ours, every
-/// column exists, upserts and deletes are keyed on the primary key.
-fn check(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()> {
+/// column exists, upserts and deletes are keyed on the primary key. `chunk` is the 1-based index reported in
+/// errors. The shop agent calls it when a chunk arrives, and [`apply`] again before writing.
+pub fn validate(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()> {
     for (table, declared) in &payload.header.tables {
         let ours = catalog.get(table).ok_or_else(|| SchemaMismatch::MissingTable(table.clone()))?;
         compare_columns(table, declared, &ours.column_decls())?;
@@ -167,7 +188,8 @@ fn check(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()> {
     Ok(())
 }
 
-/// Temporary staging tables of this transaction, by target table and column list.
+/// Temporary staging tables of this transaction, by target table and column list. Named after a hash of both,
+/// so that several `apply_in` calls in one transaction reuse them instead of colliding.
 #[derive(Default)]
 struct Stages {
     names: HashMap<(TableName, Vec<String>), String>,
@@ -180,15 +202,17 @@ impl Stages {
             tx.batch_execute(&format!("TRUNCATE {name}")).await?;
             return Ok(name.clone());
         }
-        let name = format!("pg_temp.branchsync_stage_{}", self.names.len());
+        let signature = format!("{}\u{1}{}", table.name, columns.join("\u{1}"));
+        let hash = signature.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let bare = format!("branchsync_stage_{hash:016x}");
         let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
         tx.batch_execute(&format!(
-            "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
-            name.trim_start_matches("pg_temp."),
+            "CREATE TEMP TABLE IF NOT EXISTS {bare} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA; TRUNCATE pg_temp.{bare}",
             cols.join(", "),
             table.name.quoted()
         ))
         .await?;
+        let name = format!("pg_temp.{bare}");
         self.names.insert(key, name.clone());
         Ok(name)
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::payload::{ColumnDecl, TableName};
 use protocol::schema::{TableSchema, fingerprint};
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
 use crate::error::{Error, Result};
 
@@ -79,7 +79,7 @@ pub struct Catalog {
 impl Catalog {
     /// Reads the definitions of `names` and orders them. Fails on a missing table, a table without primary key,
     /// or a foreign-key cycle among them (a table referencing itself is allowed).
-    pub async fn load(client: &Client, names: &[TableName]) -> Result<Catalog> {
+    pub async fn load(client: &impl GenericClient, names: &[TableName]) -> Result<Catalog> {
         let mut tables = Vec::with_capacity(names.len());
         let unique: BTreeSet<&TableName> = names.iter().collect();
         for name in unique {
@@ -114,7 +114,7 @@ impl Catalog {
     }
 }
 
-async fn load_table(client: &Client, name: &TableName) -> Result<TableInfo> {
+async fn load_table(client: &impl GenericClient, name: &TableName) -> Result<TableInfo> {
     let row = client
         .query_opt(
             "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

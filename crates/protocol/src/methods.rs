@@ -17,5 +17,8 @@ pub const CONFIGURE: &str = "configure";
 /// Extension: health and progress for monitoring.
 pub const STATUS: &str = "status";
 
+/// Every method, for dispatch tables and metrics.
+pub const ALL: [&str; 8] = [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIGURE, STATUS];
+
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: i32 = 1;

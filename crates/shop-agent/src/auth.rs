@@ -1,0 +1,122 @@
+//! HTTP basic auth against argon2 password hashes. A successful check is remembered (as a SHA-256 of the user
+//! and password, never the password itself) so that a call does not cost an argon2 hash each time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Role, User};
+
+/// Most distinct successful credentials remembered; beyond it the cache starts again, bounded memory.
+const CACHE_LIMIT: usize = 1024;
+
+/// The users and the cache of verified credentials.
+#[derive(Debug)]
+pub struct Authenticator {
+    users: HashMap<String, (String, Role)>,
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user name.
+    pub name: String,
+    /// The user's role.
+    pub role: Role,
+}
+
+impl Authenticator {
+    /// From the configured users.
+    pub fn new(users: &[User]) -> Self {
+        Authenticator {
+            users: users.iter().map(|u| (u.name.clone(), (u.password_hash.clone(), u.role))).collect(),
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Checks an `Authorization` header value; `None` when missing, malformed or wrong.
+    pub fn check(&self, header: Option<&str>) -> Option<Caller> {
+        let encoded = header?.strip_prefix("Basic ").or_else(|| header?.strip_prefix("basic "))?;
+        let decoded = decode_base64(encoded.trim())?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (name, password) = text.split_once(':')?;
+        let (hash, role) = self.users.get(name)?;
+        let key: [u8; 32] = Sha256::new().chain_update(name).chain_update([0u8]).chain_update(password).chain_update(hash).finalize().into();
+        if let Ok(cache) = self.verified.lock() {
+            if cache.contains(&key) {
+                return Some(Caller { name: name.to_string(), role: *role });
+            }
+        }
+        let parsed = PasswordHash::new(hash).ok()?;
+        Argon2::default().verify_password(password.as_bytes(), &parsed).ok()?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key);
+        }
+        Some(Caller { name: name.to_string(), role: *role })
+    }
+}
+
+/// Hashes a password into an argon2id PHC string with a random salt.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+/// Standard base64 (with or without padding) as basic auth uses it.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    if bytes.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for group in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in group.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        match group.len() {
+            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
+            3 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8]),
+            2 => out.push((acc >> 16) as u8),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_and_caches_credentials() {
+        let hash = hash_password("s3cret").unwrap();
+        let auth = Authenticator::new(&[User { name: "office".into(), password_hash: hash, role: Role::Office }]);
+        // "office:s3cret"
+        let good = "Basic b2ZmaWNlOnMzY3JldA==";
+        assert_eq!(auth.check(Some(good)).map(|c| c.role), Some(Role::Office));
+        assert_eq!(auth.check(Some(good)).map(|c| c.role), Some(Role::Office));
+        // "office:wrong"
+        assert!(auth.check(Some("Basic b2ZmaWNlOndyb25n")).is_none());
+        assert!(auth.check(Some("Basic !!!")).is_none());
+        assert!(auth.check(Some("Bearer x")).is_none());
+        assert!(auth.check(None).is_none());
+    }
+}

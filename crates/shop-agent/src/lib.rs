@@ -1,0 +1,93 @@
+//! The shop agent as a library: [`run`] serves Stoq's six sync commands plus `configure` and `status` over
+//! XML-RPC at `POST /RPC2`, `GET /healthz` and `GET /metrics`, until the shutdown future completes. The binary
+//! and the tests start exactly this function.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+mod http;
+pub mod methods;
+pub mod metrics;
+pub mod rpc;
+pub mod store;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex as StdMutex;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, Semaphore};
+use tokio_postgres::Client;
+
+pub use config::Config;
+pub use error::AgentError;
+
+use crate::auth::Authenticator;
+use crate::methods::diff::DiffLoop;
+use crate::metrics::Metrics;
+
+/// Everything a request handler shares.
+#[derive(Debug)]
+pub struct Agent {
+    /// The configuration the agent was started with.
+    pub config: Config,
+    /// Basic-auth users and the cache of verified credentials.
+    pub auth: Authenticator,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// When the agent started.
+    pub started: Instant,
+    /// Requests served at once.
+    pub requests: Semaphore,
+    /// Open `diff` loops, each holding its export snapshot, by loop id.
+    pub diffs: Mutex<HashMap<u64, DiffLoop>>,
+    /// The last fault returned, with its method, for `status`.
+    pub last_error: StdMutex<Option<String>>,
+    /// Serialises the one-time installation of the sync schema.
+    installed: Mutex<bool>,
+}
+
+impl Agent {
+    /// The agent's shared state for a configuration.
+    pub fn new(config: Config) -> Agent {
+        Agent {
+            auth: Authenticator::new(&config.users),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            requests: Semaphore::new(config.limits.concurrent_requests),
+            diffs: Mutex::new(HashMap::new()),
+            last_error: StdMutex::new(None),
+            installed: Mutex::new(false),
+            config,
+        }
+    }
+
+    /// A new connection to the shop database, with the sync schema installed on first use.
+    pub async fn db(&self) -> Result<Client, AgentError> {
+        let client = pgsync::connect(&self.config.database_url).await?;
+        let mut installed = self.installed.lock().await;
+        if !*installed {
+            store::install(&client).await?;
+            *installed = true;
+        }
+        Ok(client)
+    }
+
+    /// Forgets that the schema is installed (after `clean` it is installed again by `clean` itself).
+    pub(crate) async fn schema_reinstalled(&self) {
+        *self.installed.lock().await = true;
+    }
+}
+
+/// Serves the agent on `listener` until `shutdown` completes, then lets in-flight requests finish: an
+/// in-flight `sql_finish` commits or rolls back, never half.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let agent = std::sync::Arc::new(Agent::new(config));
+    if let Err(e) = agent.db().await {
+        tracing::warn!(error = %e, "shop database not reachable at start, will retry on each request");
+    }
+    let router = http::router(agent);
+    tracing::info!(address = %listener.local_addr()?, "shop agent listening");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

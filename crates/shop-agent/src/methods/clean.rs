@@ -1,0 +1,31 @@
+//! `clean()`: erases the data of the shop's synced tables and all sync state, and reinstalls the sync schema,
+//! in one transaction. Shop-local tables are untouched. The policy goes too: `configure` comes next.
+
+use dxr::Value;
+
+use crate::Agent;
+use crate::error::AgentError;
+use crate::rpc::Params;
+use crate::store;
+
+/// Handles `clean()`.
+pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
+    p.expect(0)?;
+    let mut client = agent.db().await?;
+    let policy = store::load_policy(&client).await?;
+    let tx = client.transaction().await?;
+    // Dropping the schema first removes the capture triggers, so the erase below is not captured.
+    pgsync::schema::reinstall(&tx).await?;
+    if let Some(policy) = policy {
+        let catalog = pgsync::Catalog::load(&tx, &policy.all()).await?;
+        for table in catalog.tables().iter().rev() {
+            tx.batch_execute(&format!("DELETE FROM {}", table.name.quoted())).await?;
+        }
+    }
+    store::install_shop_tables(&tx).await?;
+    tx.commit().await?;
+    agent.diffs.lock().await.clear();
+    agent.schema_reinstalled().await;
+    tracing::info!("shop cleaned");
+    Ok(Value::Nil)
+}

@@ -1,0 +1,166 @@
+//! `diff(since)`: the shop's changes to the tables it sends, since the office's cursor, one bounded chunk per
+//! answer, read in one snapshot that the agent holds open between the calls of a loop.
+//!
+//! The answer's `cursor` is the `since` of the next call. While `more` is true it is a continuation
+//! (`SINCE~LOOP~N`: the loop and how many chunks the office has received); the last answer carries the real
+//! cursor. A continuation the agent no longer knows (restart, expiry) restarts the loop from `SINCE`, so a lost
+//! answer or an agent restart costs a resend, never a gap. A real `since` acknowledges everything before it:
+//! those change-log rows are purged.
+
+use std::time::{Duration, Instant};
+
+use dxr::Value;
+use pgsync::{ExportOptions, ExportSession};
+use protocol::cursor::Cursor;
+use protocol::payload::WriterConfig;
+
+use crate::Agent;
+use crate::error::AgentError;
+use crate::methods::{OFFICE_ORIGIN, policy};
+use crate::rpc::{Params, structure};
+use crate::store::{self, keys};
+
+/// An open diff loop.
+pub struct DiffLoop {
+    since: String,
+    session: Option<ExportSession>,
+    /// Chunks handed out so far.
+    delivered: u64,
+    /// The chunk to hand out next, read ahead so that `more` is known.
+    next: Option<Vec<u8>>,
+    /// The last answer, resent if the office asks for it again.
+    last: Option<(Vec<u8>, String, bool)>,
+    touched: Instant,
+}
+
+impl std::fmt::Debug for DiffLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiffLoop").field("since", &self.since).field("delivered", &self.delivered).finish()
+    }
+}
+
+fn continuation(since: &str, id: u64, delivered: u64) -> String {
+    format!("{since}~{id}~{delivered}")
+}
+
+/// Splits `since` into the base cursor and an optional (loop, delivered) continuation.
+fn split(since: &str) -> (String, Option<(u64, u64)>) {
+    let mut parts = since.rsplitn(3, '~');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(n), Some(id), Some(base)) => match (id.parse(), n.parse()) {
+            (Ok(id), Ok(n)) => (base.to_string(), Some((id, n))),
+            _ => (since.to_string(), None),
+        },
+        _ => (since.to_string(), None),
+    }
+}
+
+/// Handles `diff(since)`.
+pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
+    p.expect(1)?;
+    let since = p.string(0, "since")?;
+    let (base, cont) = split(&since);
+    let idle = Duration::from_secs(agent.config.limits.diff_idle_seconds);
+    let mut diffs = agent.diffs.lock().await;
+    diffs.retain(|_, l| l.touched.elapsed() < idle);
+    if let Some((id, n)) = cont {
+        if let Some(mut lp) = diffs.remove(&id).filter(|l| l.since == base) {
+            if lp.delivered == n + 1 {
+                if let Some((data, cursor, more)) = lp.last.clone() {
+                    lp.touched = Instant::now();
+                    diffs.insert(id, lp);
+                    return Ok(answer(data, cursor, more));
+                }
+            }
+            if lp.delivered == n {
+                drop(diffs);
+                return step(agent, id, lp).await;
+            }
+        }
+        tracing::info!(loop_id = id, "unknown or out-of-step diff continuation, restarting the loop from its base cursor");
+    }
+    // Bound the snapshots held open: the oldest loop goes first.
+    while diffs.len() as u64 >= agent.config.limits.concurrent_sessions {
+        let oldest = diffs.iter().min_by_key(|(_, l)| l.touched).map(|(k, _)| *k);
+        match oldest {
+            Some(k) => diffs.remove(&k),
+            None => break,
+        };
+    }
+    drop(diffs);
+    let lp = begin(agent, &base).await?;
+    let id = loop_id();
+    step(agent, id, lp).await
+}
+
+fn loop_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let salt = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    (salt & 0xffff_ffff_0000) ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
+    let since = Cursor::parse_optional(base).map_err(pgsync::Error::from)?;
+    let client = agent.db().await?;
+    let policy = policy(&client).await?;
+    let catalog = pgsync::Catalog::load(&client, &policy.sends()).await?;
+    if let Some(cursor) = &since {
+        // Refuse a foreign cursor before it acknowledges (and purges) anything.
+        let identity = pgsync::schema::identity(&client).await?;
+        cursor.clone().check_issuer(&identity).map_err(pgsync::Error::from)?;
+        pgsync::schema::purge(&client, std::slice::from_ref(cursor)).await?;
+        store::set_state(&client, keys::ACKNOWLEDGED, base).await?;
+    }
+    let options = ExportOptions {
+        since,
+        exclude_origin: Some(OFFICE_ORIGIN.into()),
+        writer: WriterConfig { chunk_bytes: agent.config.limits.diff_chunk_bytes, ..WriterConfig::default() },
+        ..ExportOptions::default()
+    };
+    let mut session = ExportSession::begin(client, catalog, options).await?;
+    let first = session.next_chunk().await?;
+    Ok(DiffLoop { since: base.to_string(), session: Some(session), delivered: 0, next: first, last: None, touched: Instant::now() })
+}
+
+/// Hands out the read-ahead chunk and reads the one after it.
+async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentError> {
+    let data = lp.next.take().unwrap_or_default();
+    lp.next = match lp.session.as_mut() {
+        Some(s) => s.next_chunk().await?,
+        None => None,
+    };
+    lp.delivered += 1;
+    let more = lp.next.is_some();
+    if more {
+        let cursor = continuation(&lp.since, id, lp.delivered);
+        lp.last = Some((data.clone(), cursor.clone(), true));
+        lp.touched = Instant::now();
+        agent.diffs.lock().await.insert(id, lp);
+        Ok(answer(data, cursor, true))
+    } else {
+        let session = lp.session.take();
+        let cursor = session.as_ref().map(|s| s.cursor().to_string()).unwrap_or_default();
+        if let Some(s) = session {
+            let _ = s.finish().await;
+        }
+        agent.metrics.exchanged();
+        Ok(answer(data, cursor, false))
+    }
+}
+
+fn answer(data: Vec<u8>, cursor: String, more: bool) -> Value {
+    structure(vec![("data", Value::Base64(data)), ("cursor", Value::String(cursor)), ("more", Value::Boolean(more))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuations_split_back() {
+        assert_eq!(split(""), (String::new(), None));
+        assert_eq!(split("bs1/1/2/ab/3:4:"), ("bs1/1/2/ab/3:4:".into(), None));
+        assert_eq!(split(&continuation("", 7, 2)), (String::new(), Some((7, 2))));
+        assert_eq!(split(&continuation("bs1/1/2/ab/3:4:", 9, 1)), ("bs1/1/2/ab/3:4:".into(), Some((9, 1))));
+    }
+}

@@ -1,0 +1,63 @@
+//! `setidstart(id)`: makes every id sequence of the tables the shop writes (`from_target`, `both`) continue at
+//! `id`, never moving one backwards, and caps each at the end of the branch's range (`id + id_range - 1`) so the
+//! shop can never issue another branch's ids. All sequences or none, in one transaction.
+
+use dxr::Value;
+
+use crate::Agent;
+use crate::error::AgentError;
+use crate::methods::policy;
+use crate::rpc::{Params, structure};
+
+/// Handles `setidstart(id)`.
+pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
+    p.expect(1)?;
+    let start = p.int(0, "id")?;
+    if start < 1 {
+        return Err(AgentError::BadParams("setidstart: id must be at least 1".into()));
+    }
+    let mut client = agent.db().await?;
+    let policy = policy(&client).await?;
+    let end = start
+        .checked_add(policy.id_range - 1)
+        .ok_or_else(|| AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range)))?;
+    let catalog = pgsync::Catalog::load(&client, &policy.sends()).await?;
+    let tx = client.transaction().await?;
+    let mut moved = Vec::new();
+    for table in catalog.tables() {
+        for (column, sequence) in &table.sequences {
+            // Reading the sequence relation itself is exact whether or not it was ever used.
+            let row = tx.query_one(&format!("SELECT last_value, is_called FROM {sequence}"), &[]).await?;
+            let (last, called): (i64, bool) = (row.get(0), row.get(1));
+            let next = if called { last + 1 } else { last };
+            if next > end {
+                return Err(AgentError::IdRange(format!(
+                    "sequence {sequence} ({}.{column}) is already at {next}, beyond this branch's range {start}..{end}; check the branch number",
+                    table.name
+                )));
+            }
+            let type_limit: i64 = tx
+                .query_one(
+                    "SELECT CASE format_type(seqtypid, NULL) WHEN 'integer' THEN 2147483647 WHEN 'smallint' THEN 32767 \
+                     ELSE 9223372036854775807 END FROM pg_sequence WHERE seqrelid = $1::text::regclass",
+                    &[sequence],
+                )
+                .await?
+                .get(0);
+            if end > type_limit {
+                return Err(AgentError::IdRange(format!(
+                    "sequence {sequence} ({}.{column}) cannot reach {end}: its type stops at {type_limit}, make the column bigint",
+                    table.name
+                )));
+            }
+            tx.batch_execute(&format!("ALTER SEQUENCE {sequence} MAXVALUE {end}")).await?;
+            if next < start {
+                tx.query_one("SELECT setval($1::text::regclass, $2, false)", &[sequence, &start]).await?;
+            }
+            moved.push(Value::String(sequence.clone()));
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(start, end, sequences = moved.len(), "id range set");
+    Ok(structure(vec![("start", Value::Long(start)), ("end", Value::Long(end)), ("sequences", Value::Array(moved))]))
+}

@@ -1,0 +1,148 @@
+//! The shop's own sync records, kept in the shop database beside the change log: the policy the office handed
+//! over, upload sessions with their staged chunks (so an agent restart loses nothing), and a few state values
+//! for `status`.
+
+use std::collections::BTreeSet;
+
+use protocol::payload::TableName;
+use tokio_postgres::GenericClient;
+
+use crate::error::AgentError;
+
+const SHOP_SQL: &str = "
+CREATE TABLE IF NOT EXISTS branchsync.shop_policy (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    branch text NOT NULL,
+    from_source text[] NOT NULL,
+    from_target text[] NOT NULL,
+    both_ways text[] NOT NULL,
+    initial text[] NOT NULL,
+    id_range bigint NOT NULL CHECK (id_range > 0),
+    configured_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS branchsync.upload_session (
+    sid bigint PRIMARY KEY,
+    opened_at timestamptz NOT NULL DEFAULT now(),
+    staged_bytes bigint NOT NULL DEFAULT 0,
+    chunks integer NOT NULL DEFAULT 0,
+    finished_at timestamptz,
+    result text
+);
+CREATE TABLE IF NOT EXISTS branchsync.upload_chunk (
+    sid bigint NOT NULL REFERENCES branchsync.upload_session ON DELETE CASCADE,
+    seq integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (sid, seq)
+);
+CREATE TABLE IF NOT EXISTS branchsync.shop_state (
+    key text PRIMARY KEY,
+    value text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+";
+
+/// The policy the office handed over with `configure`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The branch's name at the office.
+    pub branch: String,
+    /// Office → shop tables.
+    pub from_source: Vec<TableName>,
+    /// Shop → office tables.
+    pub from_target: Vec<TableName>,
+    /// Both ways.
+    pub both: Vec<TableName>,
+    /// Office → shop at initialisation.
+    pub initial: Vec<TableName>,
+    /// Size of the branch's id range.
+    pub id_range: i64,
+}
+
+impl Policy {
+    /// The tables the shop sends (and captures): `from_target` and `both`.
+    pub fn sends(&self) -> Vec<TableName> {
+        [self.from_target.clone(), self.both.clone()].concat()
+    }
+
+    /// The tables the office may write here: `from_source`, `both` and `initial`.
+    pub fn receives(&self) -> BTreeSet<TableName> {
+        [self.from_source.clone(), self.both.clone(), self.initial.clone()].concat().into_iter().collect()
+    }
+
+    /// Every synced table.
+    pub fn all(&self) -> Vec<TableName> {
+        [self.from_source.clone(), self.from_target.clone(), self.both.clone(), self.initial.clone()].concat()
+    }
+}
+
+/// State keys.
+pub mod keys {
+    /// The last `since` the office sent to `diff`: what it has acknowledged.
+    pub const ACKNOWLEDGED: &str = "acknowledged_cursor";
+    /// Rows deferred by the last applied upload.
+    pub const DEFERRED: &str = "deferred_rows";
+}
+
+/// Creates the sync schema and the shop's tables if missing.
+pub async fn install(client: &tokio_postgres::Client) -> Result<(), AgentError> {
+    pgsync::schema::install(client).await?;
+    client.batch_execute(SHOP_SQL).await?;
+    Ok(())
+}
+
+/// Creates the shop's tables after `pgsync::schema::reinstall` (inside the caller's transaction).
+pub async fn install_shop_tables(client: &impl GenericClient) -> Result<(), AgentError> {
+    client.batch_execute(SHOP_SQL).await?;
+    Ok(())
+}
+
+fn names(list: Vec<String>) -> Vec<TableName> {
+    list.iter().filter_map(|t| TableName::parse(t)).collect()
+}
+
+/// The stored policy, if `configure` was called since the last `clean`.
+pub async fn load_policy(client: &impl GenericClient) -> Result<Option<Policy>, AgentError> {
+    let row = client
+        .query_opt("SELECT branch, from_source, from_target, both_ways, initial, id_range FROM branchsync.shop_policy", &[])
+        .await?;
+    Ok(row.map(|r| Policy {
+        branch: r.get(0),
+        from_source: names(r.get(1)),
+        from_target: names(r.get(2)),
+        both: names(r.get(3)),
+        initial: names(r.get(4)),
+        id_range: r.get(5),
+    }))
+}
+
+/// Replaces the stored policy.
+pub async fn save_policy(client: &impl GenericClient, p: &Policy) -> Result<(), AgentError> {
+    let text = |list: &[TableName]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    client
+        .execute(
+            "INSERT INTO branchsync.shop_policy (branch, from_source, from_target, both_ways, initial, id_range) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (singleton) DO UPDATE SET branch = EXCLUDED.branch, \
+             from_source = EXCLUDED.from_source, from_target = EXCLUDED.from_target, both_ways = EXCLUDED.both_ways, \
+             initial = EXCLUDED.initial, id_range = EXCLUDED.id_range, configured_at = now()",
+            &[&p.branch, &text(&p.from_source), &text(&p.from_target), &text(&p.both), &text(&p.initial), &p.id_range],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Reads a state value.
+pub async fn get_state(client: &impl GenericClient, key: &str) -> Result<Option<String>, AgentError> {
+    Ok(client.query_opt("SELECT value FROM branchsync.shop_state WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))
+}
+
+/// Writes a state value.
+pub async fn set_state(client: &impl GenericClient, key: &str, value: &str) -> Result<(), AgentError> {
+    client
+        .execute(
+            "INSERT INTO branchsync.shop_state (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+            &[&key, &value],
+        )
+        .await?;
+    Ok(())
+}
