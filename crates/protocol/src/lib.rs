@@ -7,3 +7,4 @@ pub mod fault;
 pub mod methods;
 pub mod payload;
 pub mod schema;
+pub mod values;

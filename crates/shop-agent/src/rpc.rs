@@ -90,7 +90,7 @@ impl Params {
 
     /// A 64-bit integer, sent as `i8`, `i4` or a decimal string.
     pub fn int(&self, index: usize, name: &str) -> Result<i64, AgentError> {
-        int_value(self.get(index)?).ok_or_else(|| self.wrong(index, name, "an integer (i4, i8 or a decimal string)"))
+        protocol::values::int(self.get(index)?).ok_or_else(|| self.wrong(index, name, "an integer (i4, i8 or a decimal string)"))
     }
 
     /// A string.
@@ -115,16 +115,6 @@ impl Params {
             Value::Struct(s) => Ok(s),
             _ => Err(self.wrong(index, name, "a struct")),
         }
-    }
-}
-
-/// Reads an integer the way the protocol promises: `i8`, `i4`, or a decimal string.
-pub fn int_value(value: &Value) -> Option<i64> {
-    match value {
-        Value::Long(v) => Some(*v),
-        Value::Integer(v) => Some(*v as i64),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
     }
 }
 

@@ -11,7 +11,7 @@ use protocol::payload::TableName;
 use crate::Agent;
 use crate::error::AgentError;
 use crate::methods::policy;
-use crate::rpc::{Params, int_value};
+use crate::rpc::Params;
 use crate::store::{self, Policy};
 
 fn tables(policy: &std::collections::BTreeMap<String, Value>, member: &str) -> Result<Vec<TableName>, AgentError> {
@@ -41,7 +41,7 @@ pub fn parse_policy(p: &Params) -> Result<Policy, AgentError> {
         Some(Value::String(b)) if !b.trim().is_empty() && b.len() <= 200 => b.clone(),
         _ => return Err(AgentError::BadParams("configure: policy member branch must be a non-empty string".into())),
     };
-    let id_range = s.get("id_range").and_then(int_value).filter(|r| *r > 0).ok_or_else(|| {
+    let id_range = s.get("id_range").and_then(protocol::values::int).filter(|r| *r > 0).ok_or_else(|| {
         AgentError::BadParams("configure: policy member id_range must be a positive integer (i4, i8 or decimal string)".into())
     })?;
     let policy = Policy {

@@ -1,0 +1,121 @@
+//! Authentication, roles, limits and hostile uploads: each refused clearly, the agent stays up, nothing applied.
+
+use std::io::Write;
+
+use agent_client::ClientError;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use protocol::fault::FaultCode;
+use shop_agent::config::Limits;
+use testbed::sample::policy;
+
+use crate::support::*;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+const STATUS_CALL: &str = "<?xml version=\"1.0\"?><methodCall><methodName>status</methodName><params/></methodCall>";
+
+#[tokio::test]
+async fn missing_or_wrong_credentials_get_401_and_monitor_may_only_read() {
+    let (agent, _shop) = configured_shop("auth", Limits::default()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/RPC2", agent.base);
+    let r = http.post(&url).body(STATUS_CALL).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("www-authenticate").unwrap().to_str().unwrap().starts_with("Basic"));
+    let r = http.post(&url).basic_auth("office", Some("wrong")).body(STATUS_CALL).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http.post(&url).basic_auth("nobody", Some(OFFICE_PASSWORD)).body(STATUS_CALL).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(matches!(
+        agent_client::AgentClient::new(&agent.base, "office", "wrong", std::time::Duration::from_secs(5)).unwrap().status().await,
+        Err(ClientError::Auth)
+    ));
+
+    let monitor = agent.monitor();
+    assert!(monitor.status().await.is_ok());
+    assert_eq!(monitor.clean().await.unwrap_err().fault(), Some(FaultCode::NotAllowed));
+    assert_eq!(monitor.diff("").await.unwrap_err().fault(), Some(FaultCode::NotAllowed));
+    let metrics = http.get(format!("{}/metrics", agent.base)).basic_auth("monitor", Some(MONITOR_PASSWORD)).send().await.unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("branchsync_agent_requests_total{method=\"clean\",result=\"fault\"} 1"), "{text}");
+    assert!(text.contains("branchsync_agent_pending_changes"));
+    assert_eq!(http.get(format!("{}/metrics", agent.base)).send().await.unwrap().status().as_u16(), 401);
+    let health = http.get(format!("{}/healthz", agent.base)).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_junk_gets_a_short_fault() {
+    let limits = Limits { request_body_bytes: 64 * 1024, ..Limits::default() };
+    let (agent, _shop) = configured_shop("limits", limits).await;
+    let client = agent.office();
+    let sid = client.sql_prepare().await.unwrap();
+    let big = vec![7u8; 128 * 1024];
+    assert!(matches!(client.sql_create(sid, big).await, Err(ClientError::Http { status: 413 })));
+
+    let http = reqwest::Client::new();
+    let junk = format!("<methodCall><methodName>status</methodName><params><param>{}</param>", "x".repeat(10_000));
+    let r = http.post(format!("{}/RPC2", agent.base)).basic_auth("office", Some(OFFICE_PASSWORD)).body(junk).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("<int>100</int>") || text.contains("<i4>100</i4>"), "{text}");
+    assert!(text.len() < 1000, "the fault must not echo the request: {} bytes", text.len());
+    assert_eq!(client.call("no_such_method", vec![]).await.unwrap_err().fault(), Some(FaultCode::UnknownMethod));
+    assert_eq!(client.call("status", vec![dxr::Value::Integer(1)]).await.unwrap_err().fault(), Some(FaultCode::BadParams));
+    assert!(client.status().await.is_ok(), "the agent is still up");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_uploads_are_refused_and_nothing_is_applied() {
+    let (agent, shop) = configured_shop("hostile", Limits { chunk_decompressed_bytes: 1 << 20, ..Limits::default() }).await;
+    let client = agent.office();
+    let all = names(&[policy::FROM_SOURCE, policy::FROM_TARGET, policy::BOTH, policy::INITIAL, policy::LOCAL]);
+    let before = sums(&shop, &all).await;
+    let sid = client.sql_prepare().await.unwrap();
+    let good = gzip(b"INSERT INTO product (id, code, name, price) VALUES (1, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
+    client.sql_create(sid, good).await.unwrap();
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("bomb", gzip(&vec![b' '; 50 << 20])),
+        ("broken gzip", b"\x1f\x8b\x08\x00garbage".to_vec()),
+        ("sale is the shop's to write", gzip(b"DELETE FROM sale WHERE id = 1;")),
+        ("shop-local table", gzip(b"DELETE FROM till_session WHERE id = 1;")),
+        ("hidden DDL", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING; DROP TABLE sale;")),
+        ("function call", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', pg_sleep(10), 1) ON CONFLICT (id) DO NOTHING;")),
+        ("set", gzip(b"SET session_replication_role = replica;")),
+    ];
+    for (what, data) in hostile {
+        let err = client.sql_create(sid, data).await.unwrap_err();
+        assert_eq!(err.fault(), Some(FaultCode::PayloadRefused), "{what}: {err}");
+    }
+    let schema = gzip(b"-- table public.product: \"id\" text\nINSERT INTO product (id, code, name, price) VALUES (2, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
+    assert_eq!(client.sql_create(sid, schema).await.unwrap_err().fault(), Some(FaultCode::SchemaMismatch));
+    assert_eq!(sums(&shop, &all).await, before, "nothing is applied before sql_finish");
+    // The session still holds only the good chunk.
+    client.sql_finish(sid).await.unwrap();
+    let n: i64 = shop.query_one("SELECT count(*) FROM product", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    assert!(client.status().await.is_ok());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_database_is_refused() {
+    let (agent_a, _a) = configured_shop("curs_a", Limits::default()).await;
+    let (agent_b, _b) = configured_shop("curs_b", Limits::default()).await;
+    let answer = agent_a.office().diff("").await.unwrap();
+    assert!(!answer.more);
+    let err = agent_b.office().diff(&answer.cursor).await.unwrap_err();
+    assert_eq!(err.fault(), Some(FaultCode::CursorRefused));
+    assert_eq!(agent_b.office().diff("garbage").await.unwrap_err().fault(), Some(FaultCode::CursorRefused));
+    agent_a.stop().await;
+    agent_b.stop().await;
+}
