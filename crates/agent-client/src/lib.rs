@@ -111,7 +111,18 @@ pub struct AgentClient {
 impl AgentClient {
     /// A client of the agent at `base_url` (e.g. `http://shop1:8080`; `/RPC2` is appended unless present).
     pub fn new(base_url: &str, user: &str, password: &str, timeout: Duration) -> Result<AgentClient, ClientError> {
-        let http = reqwest::Client::builder()
+        Self::with_ca(base_url, user, password, timeout, None)
+    }
+
+    /// As [`new`](Self::new), additionally trusting the PEM certificate `ca_pem` for HTTPS (a shop's own CA or
+    /// self-signed certificate).
+    pub fn with_ca(base_url: &str, user: &str, password: &str, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<AgentClient, ClientError> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::Network { url: base_url.into(), detail: format!("bad CA certificate: {e}") })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .build()

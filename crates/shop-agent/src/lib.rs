@@ -10,6 +10,7 @@ pub mod methods;
 pub mod metrics;
 pub mod rpc;
 pub mod store;
+mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -87,7 +88,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     if let Err(e) = agent.db().await {
         tracing::warn!(error = %e, "shop database not reachable at start, will retry on each request");
     }
+    let tls = match (&agent.config.tls_cert, &agent.config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let router = http::router(agent);
-    tracing::info!(address = %listener.local_addr()?, "shop agent listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "shop agent listening");
+    match tls {
+        Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, router).with_graceful_shutdown(shutdown).await,
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+    }
 }

@@ -119,3 +119,34 @@ async fn a_cursor_from_another_database_is_refused() {
     agent_a.stop().await;
     agent_b.stop().await;
 }
+
+#[tokio::test]
+async fn the_agent_serves_https_with_its_own_certificate() {
+    let dir = std::env::temp_dir().join(format!("branchsync-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("agent.crt"), dir.join("agent.key"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let (url, _shop) = database("tls", false).await;
+    let agent = TestAgent::start_with(&url, Limits::default(), |c| {
+        c.tls_cert = Some(cert.clone());
+        c.tls_key = Some(key.clone());
+    })
+    .await;
+    assert!(agent.base.starts_with("https://"));
+    let pem = std::fs::read(&cert).unwrap();
+    let client = agent_client::AgentClient::with_ca(&agent.base, "office", OFFICE_PASSWORD, std::time::Duration::from_secs(10), Some(&pem)).unwrap();
+    assert!(client.status().await.is_ok());
+    // Without trusting the certificate the client refuses to talk: a network-class error, not a fault.
+    assert!(matches!(agent.office().status().await, Err(ClientError::Network { .. })));
+    agent.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

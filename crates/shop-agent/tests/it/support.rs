@@ -33,8 +33,13 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts an agent on 127.0.0.1:0 for `db_url`.
     pub async fn start(db_url: &str, limits: Limits) -> TestAgent {
+        Self::start_with(db_url, limits, |_| ()).await
+    }
+
+    /// As [`start`](Self::start), with a last change to the configuration (TLS, users).
+    pub async fn start_with(db_url: &str, limits: Limits, adjust: impl FnOnce(&mut Config)) -> TestAgent {
         let (office, monitor) = hashes().clone();
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".into(),
             database_url: db_url.into(),
             users: vec![
@@ -45,9 +50,11 @@ impl TestAgent {
             tls_key: None,
             limits,
         };
+        adjust(&mut config);
         config.check().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(shop_agent::run(config, listener, async move {
             let _ = rx.await;
