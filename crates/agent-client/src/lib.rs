@@ -116,10 +116,19 @@ impl AgentClient {
 
     /// As [`new`](Self::new), additionally trusting the PEM certificate `ca_pem` for HTTPS (a shop's own CA or
     /// self-signed certificate).
-    pub fn with_ca(base_url: &str, user: &str, password: &str, timeout: Duration, ca_pem: Option<&[u8]>) -> Result<AgentClient, ClientError> {
+    pub fn with_ca(
+        base_url: &str,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<AgentClient, ClientError> {
         let mut builder = reqwest::Client::builder();
         if let Some(pem) = ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::Network { url: base_url.into(), detail: format!("bad CA certificate: {e}") })?;
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| ClientError::Network {
+                url: base_url.into(),
+                detail: format!("bad CA certificate: {e}"),
+            })?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder
@@ -142,7 +151,7 @@ impl AgentClient {
         let body = MethodCall { name: method.into(), params }
             .to_xml()
             .map_err(|e| ClientError::Protocol { method: method.into(), detail: e.to_string() })?;
-        let network = |e: reqwest::Error| ClientError::Network { url: self.url.clone(), detail: e.to_string() };
+        let network = |e: reqwest::Error| ClientError::Network { url: self.url.clone(), detail: chain(&e) };
         let response = self
             .http
             .post(&self.url)
@@ -164,9 +173,16 @@ impl AgentClient {
             return Ok(ok.value);
         }
         match FaultResponse::from_xml(&text) {
-            Ok(f) => Err(ClientError::Fault { method: method.into(), code: f.fault.code(), message: f.fault.string().into() }),
+            Ok(f) => Err(ClientError::Fault {
+                method: method.into(),
+                code: f.fault.code(),
+                message: f.fault.string().into(),
+            }),
             // dxr's parse errors hold the whole body: say only how large it was.
-            Err(_) => Err(ClientError::Protocol { method: method.into(), detail: format!("{} bytes that are not an XML-RPC response", text.len()) }),
+            Err(_) => Err(ClientError::Protocol {
+                method: method.into(),
+                detail: format!("{} bytes that are not an XML-RPC response", text.len()),
+            }),
         }
     }
 
@@ -238,4 +254,16 @@ impl AgentClient {
             _ => Err(Self::unexpected(methods::STATUS, "a struct")),
         }
     }
+}
+
+/// An error with its causes, since reqwest's own message rarely says what went wrong (TLS, refused, timeout).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

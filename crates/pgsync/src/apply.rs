@@ -85,7 +85,12 @@ impl ApplyReport {
 
 /// Checks every chunk against the catalog, then applies all of them and records the cursor in one transaction.
 /// On any error the transaction is rolled back and nothing, cursor included, has changed.
-pub async fn apply(client: &mut Client, catalog: &Catalog, payloads: &[Payload], options: &ApplyOptions) -> Result<ApplyReport> {
+pub async fn apply(
+    client: &mut Client,
+    catalog: &Catalog,
+    payloads: &[Payload],
+    options: &ApplyOptions,
+) -> Result<ApplyReport> {
     let tx = client.transaction().await?;
     let report = apply_in(&tx, catalog, payloads, options).await?;
     tx.commit().await?;
@@ -94,7 +99,12 @@ pub async fn apply(client: &mut Client, catalog: &Catalog, payloads: &[Payload],
 
 /// As [`apply`], inside the caller's transaction, so that the caller can commit its own bookkeeping with the
 /// data (the shop agent marks the upload session finished). The caller commits; on error it must roll back.
-pub async fn apply_in(tx: &Transaction<'_>, catalog: &Catalog, payloads: &[Payload], options: &ApplyOptions) -> Result<ApplyReport> {
+pub async fn apply_in(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    payloads: &[Payload],
+    options: &ApplyOptions,
+) -> Result<ApplyReport> {
     for (i, payload) in payloads.iter().enumerate() {
         validate(catalog, payload, i + 1)?;
     }
@@ -103,7 +113,9 @@ pub async fn apply_in(tx: &Transaction<'_>, catalog: &Catalog, payloads: &[Paylo
     let mut stages = Stages::default();
     for (c, payload) in payloads.iter().enumerate() {
         for (s, statement) in payload.statements.iter().enumerate() {
-            let table = catalog.get(statement.table()).ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
+            let table = catalog
+                .get(statement.table())
+                .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
             let defer = options.defer_tables.contains(&table.name);
             apply_statement(tx, &mut stages, table, statement, defer, report.counts(&table.name))
                 .await
@@ -203,7 +215,8 @@ impl Stages {
             return Ok(name.clone());
         }
         let signature = format!("{}\u{1}{}", table.name, columns.join("\u{1}"));
-        let hash = signature.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let hash =
+            signature.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
         let bare = format!("branchsync_stage_{hash:016x}");
         let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
         tx.batch_execute(&format!(

@@ -44,11 +44,15 @@ impl Authenticator {
         let text = String::from_utf8(decoded).ok()?;
         let (name, password) = text.split_once(':')?;
         let (hash, role) = self.users.get(name)?;
-        let key: [u8; 32] = Sha256::new().chain_update(name).chain_update([0u8]).chain_update(password).chain_update(hash).finalize().into();
-        if let Ok(cache) = self.verified.lock() {
-            if cache.contains(&key) {
-                return Some(Caller { name: name.to_string(), role: *role });
-            }
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(name)
+            .chain_update([0u8])
+            .chain_update(password)
+            .chain_update(hash)
+            .finalize()
+            .into();
+        if self.verified.lock().is_ok_and(|cache| cache.contains(&key)) {
+            return Some(Caller { name: name.to_string(), role: *role });
         }
         let parsed = PasswordHash::new(hash).ok()?;
         Argon2::default().verify_password(password.as_bytes(), &parsed).ok()?;

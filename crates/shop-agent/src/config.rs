@@ -150,7 +150,9 @@ impl Config {
         let read = |source| ConfigError::Read { path: path.to_owned(), source };
         let config: Config = config::Config::builder()
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(config::Environment::with_prefix("SHOP_AGENT").prefix_separator("__").separator("__").try_parsing(true))
+            .add_source(
+                config::Environment::with_prefix("SHOP_AGENT").prefix_separator("__").separator("__").try_parsing(true),
+            )
             .build()
             .map_err(read)?
             .try_deserialize()
@@ -170,7 +172,12 @@ impl Config {
             return Err(ConfigError::Invalid("set both tls_cert and tls_key, or neither".into()));
         }
         let l = &self.limits;
-        if l.request_body_bytes == 0 || l.chunk_decompressed_bytes == 0 || l.concurrent_requests == 0 || l.request_seconds == 0 || l.concurrent_sessions == 0 {
+        if l.request_body_bytes == 0
+            || l.chunk_decompressed_bytes == 0
+            || l.concurrent_requests == 0
+            || l.request_seconds == 0
+            || l.concurrent_sessions == 0
+        {
             return Err(ConfigError::Invalid("every limit must be greater than zero".into()));
         }
         Ok(())

@@ -67,7 +67,9 @@ impl AgentError {
             AgentError::Limit(_) => FaultCode::LimitExceeded,
             AgentError::Sync(e) => match e {
                 S::Payload { .. } | S::Rejected { .. } => FaultCode::PayloadRefused,
-                S::Schema(_) | S::MissingTable(_) | S::NoPrimaryKey(_) | S::ForeignKeyCycle(_) => FaultCode::SchemaMismatch,
+                S::Schema(_) | S::MissingTable(_) | S::NoPrimaryKey(_) | S::ForeignKeyCycle(_) => {
+                    FaultCode::SchemaMismatch
+                }
                 S::Cursor(_) => FaultCode::CursorRefused,
                 S::Unavailable(_) => FaultCode::DatabaseUnavailable,
                 S::NotInstalled => FaultCode::NotConfigured,

@@ -30,7 +30,9 @@ pub(crate) fn router(agent: Arc<Agent>) -> Router {
 
 fn unauthorized() -> Response {
     let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"branchsync\", charset=\"UTF-8\""));
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"branchsync\", charset=\"UTF-8\""));
     response
 }
 
@@ -48,11 +50,15 @@ async fn rpc_endpoint(State(agent): State<Arc<Agent>>, headers: HeaderMap, body:
         return unauthorized();
     };
     let received = body.len();
-    let span = tracing::info_span!("rpc", method = tracing::field::Empty, user = %caller.name, sid = tracing::field::Empty);
+    let span =
+        tracing::info_span!("rpc", method = tracing::field::Empty, user = %caller.name, sid = tracing::field::Empty);
     let (method, result) = async {
         let Ok(_permit) = agent.requests.try_acquire() else {
             let limit = agent.config.limits.concurrent_requests;
-            return (String::new(), Err(AgentError::Limit(format!("more than {limit} requests at once, retry shortly"))));
+            return (
+                String::new(),
+                Err(AgentError::Limit(format!("more than {limit} requests at once, retry shortly"))),
+            );
         };
         let call = match rpc::parse(&body) {
             Ok(call) => call,
@@ -62,7 +68,9 @@ async fn rpc_endpoint(State(agent): State<Arc<Agent>>, headers: HeaderMap, body:
         tracing::Span::current().record("method", method.as_str());
         let seconds = agent.config.limits.request_seconds;
         let outcome = tokio::time::timeout(Duration::from_secs(seconds), rpc::dispatch(&agent, &caller, call)).await;
-        let result = outcome.unwrap_or_else(|_| Err(AgentError::Limit(format!("request took longer than {seconds} s, nothing was applied"))));
+        let result = outcome.unwrap_or_else(|_| {
+            Err(AgentError::Limit(format!("request took longer than {seconds} s, nothing was applied")))
+        });
         (method, result)
     }
     .instrument(span.clone())
@@ -88,7 +96,11 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> Response {
         Ok(Ok(client)) => client.simple_query("SELECT 1").await.is_ok(),
         _ => false,
     };
-    if ok { (StatusCode::OK, "ok\n").into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response() }
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+    }
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {

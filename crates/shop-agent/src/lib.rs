@@ -83,7 +83,11 @@ impl Agent {
 
 /// Serves the agent on `listener` until `shutdown` completes, then lets in-flight requests finish: an
 /// in-flight `sql_finish` commits or rolls back, never half.
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let agent = std::sync::Arc::new(Agent::new(config));
     if let Err(e) = agent.db().await {
         tracing::warn!(error = %e, "shop database not reachable at start, will retry on each request");
@@ -95,7 +99,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let router = http::router(agent);
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "shop agent listening");
     match tls {
-        Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, router).with_graceful_shutdown(shutdown).await,
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, router).with_graceful_shutdown(shutdown).await
+        }
         None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
     }
 }

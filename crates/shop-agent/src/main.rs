@@ -64,8 +64,15 @@ fn real_main() -> Result<()> {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password).context("cannot read the password from stdin")?;
             let password = password.trim_end_matches(['\n', '\r']);
-            anyhow::ensure!(!password.is_empty(), "no password on stdin, pipe one in: echo -n 'secret' | shop-agent hash-password");
-            println!("{}", shop_agent::auth::hash_password(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?);
+            anyhow::ensure!(
+                !password.is_empty(),
+                "no password on stdin, pipe one in: echo -n 'secret' | shop-agent hash-password"
+            );
+            println!(
+                "{}",
+                shop_agent::auth::hash_password(password)
+                    .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
+            );
             Ok(())
         }
         Command::Serve { config, log_format } => {
@@ -75,9 +82,14 @@ fn real_main() -> Result<()> {
                 LogFormat::Json => builder.json().init(),
             }
             let config = shop_agent::Config::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
             runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+                let listener = tokio::net::TcpListener::bind(&config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
                 shop_agent::run(config, listener, shutdown_signal()).await.context("the server stopped with an error")
             })
         }

@@ -33,7 +33,8 @@ impl Metrics {
 
     /// Records a successful exchange (an applied upload or a completed diff) now.
     pub fn exchanged(&self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         self.last_exchange_unix.store(now, Ordering::Relaxed);
     }
 
@@ -53,12 +54,37 @@ impl Metrics {
             }
         }
         let gauges: [(&str, &str, &str, Option<i64>); 6] = [
-            ("branchsync_agent_received_bytes_total", "counter", "Request body bytes received.", Some(self.bytes_in.load(Ordering::Relaxed) as i64)),
-            ("branchsync_agent_sent_bytes_total", "counter", "Response body bytes sent.", Some(self.bytes_out.load(Ordering::Relaxed) as i64)),
-            ("branchsync_agent_last_exchange_timestamp_seconds", "gauge", "Unix time of the last successful exchange.", Some(self.last_exchange())),
-            ("branchsync_agent_pending_changes", "gauge", "Captured changes the office has not acknowledged.", pending_changes),
+            (
+                "branchsync_agent_received_bytes_total",
+                "counter",
+                "Request body bytes received.",
+                Some(self.bytes_in.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "branchsync_agent_sent_bytes_total",
+                "counter",
+                "Response body bytes sent.",
+                Some(self.bytes_out.load(Ordering::Relaxed) as i64),
+            ),
+            (
+                "branchsync_agent_last_exchange_timestamp_seconds",
+                "gauge",
+                "Unix time of the last successful exchange.",
+                Some(self.last_exchange()),
+            ),
+            (
+                "branchsync_agent_pending_changes",
+                "gauge",
+                "Captured changes the office has not acknowledged.",
+                pending_changes,
+            ),
             ("branchsync_agent_open_sessions", "gauge", "Upload sessions not yet finished.", open_sessions),
-            ("branchsync_agent_uptime_seconds", "gauge", "Seconds since the agent started.", Some(uptime_seconds as i64)),
+            (
+                "branchsync_agent_uptime_seconds",
+                "gauge",
+                "Seconds since the agent started.",
+                Some(uptime_seconds as i64),
+            ),
         ];
         for (name, kind, help, value) in gauges {
             if let Some(v) = value {

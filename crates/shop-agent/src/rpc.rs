@@ -81,7 +81,9 @@ impl Params {
     }
 
     fn get(&self, index: usize) -> Result<&Value, AgentError> {
-        self.values.get(index).ok_or_else(|| AgentError::BadParams(format!("{} is missing parameter {}", self.method, index + 1)))
+        self.values
+            .get(index)
+            .ok_or_else(|| AgentError::BadParams(format!("{} is missing parameter {}", self.method, index + 1)))
     }
 
     fn wrong(&self, index: usize, name: &str, expected: &str) -> AgentError {
@@ -90,7 +92,8 @@ impl Params {
 
     /// A 64-bit integer, sent as `i8`, `i4` or a decimal string.
     pub fn int(&self, index: usize, name: &str) -> Result<i64, AgentError> {
-        protocol::values::int(self.get(index)?).ok_or_else(|| self.wrong(index, name, "an integer (i4, i8 or a decimal string)"))
+        protocol::values::int(self.get(index)?)
+            .ok_or_else(|| self.wrong(index, name, "an integer (i4, i8 or a decimal string)"))
     }
 
     /// A string.

@@ -103,7 +103,10 @@ fn names(list: Vec<String>) -> Vec<TableName> {
 /// The stored policy, if `configure` was called since the last `clean`.
 pub async fn load_policy(client: &impl GenericClient) -> Result<Option<Policy>, AgentError> {
     let row = client
-        .query_opt("SELECT branch, from_source, from_target, both_ways, initial, id_range FROM branchsync.shop_policy", &[])
+        .query_opt(
+            "SELECT branch, from_source, from_target, both_ways, initial, id_range FROM branchsync.shop_policy",
+            &[],
+        )
         .await?;
     Ok(row.map(|r| Policy {
         branch: r.get(0),

@@ -19,7 +19,9 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Reads a PEM certificate chain and private key into a TLS acceptor.
 pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
-    let invalid = |what: &str, path: &Path, e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} {}: {e}", path.display()));
+    let invalid = |what: &str, path: &Path, e: String| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} {}: {e}", path.display()))
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| invalid("cannot read certificate", cert, e.to_string()))?
         .collect::<Result<_, _>>()

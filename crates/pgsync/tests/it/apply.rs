@@ -32,7 +32,7 @@ async fn a_payload_that_fails_in_its_middle_changes_neither_data_nor_cursor() {
     )
     .unwrap();
     let mut bad = read_sql(
-        "DELETE FROM service WHERE id = 1;
+        "DELETE FROM parameter WHERE name = 'nothing';
          INSERT INTO product (id, code, name, price) VALUES (2, 'Y', 'bad price', 'not a number') ON CONFLICT (id) DO UPDATE SET price = EXCLUDED.price;
          DELETE FROM parameter WHERE name IN ('x');",
         &allowed,

@@ -5,14 +5,13 @@
 //! them. The reader is the security boundary of the whole system: it yields typed operations, and the side that
 //! applies them builds its own SQL from them, so nothing of the payload's text is ever executed.
 
-mod lexer;
-mod reader;
+mod parse;
 mod writer;
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub use reader::{read_payload, read_sql};
+pub use parse::{read_payload, read_sql};
 pub use writer::{ChunkWriter, WriterConfig, escape_copy};
 
 /// The first line of every payload the writer produces; readers accept payloads without it.

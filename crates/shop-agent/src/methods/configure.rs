@@ -21,7 +21,8 @@ fn tables(policy: &std::collections::BTreeMap<String, Value>, member: &str) -> R
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| match v {
-                Value::String(s) => TableName::parse(s).ok_or_else(|| AgentError::BadParams(format!("configure: {member}: {s:?} is not a table name"))),
+                Value::String(s) => TableName::parse(s)
+                    .ok_or_else(|| AgentError::BadParams(format!("configure: {member}: {s:?} is not a table name"))),
                 _ => Err(bad()),
             })
             .collect(),
@@ -34,7 +35,10 @@ pub fn parse_policy(p: &Params) -> Result<Policy, AgentError> {
     let s = p.structure(0, "policy")?;
     for key in s.keys() {
         if !["branch", "from_source", "from_target", "both", "initial", "id_range"].contains(&key.as_str()) {
-            return Err(AgentError::BadParams(format!("configure: unknown policy member {:?}", key.chars().take(40).collect::<String>())));
+            return Err(AgentError::BadParams(format!(
+                "configure: unknown policy member {:?}",
+                key.chars().take(40).collect::<String>()
+            )));
         }
     }
     let branch = match s.get("branch") {
@@ -42,7 +46,9 @@ pub fn parse_policy(p: &Params) -> Result<Policy, AgentError> {
         _ => return Err(AgentError::BadParams("configure: policy member branch must be a non-empty string".into())),
     };
     let id_range = s.get("id_range").and_then(protocol::values::int).filter(|r| *r > 0).ok_or_else(|| {
-        AgentError::BadParams("configure: policy member id_range must be a positive integer (i4, i8 or decimal string)".into())
+        AgentError::BadParams(
+            "configure: policy member id_range must be a positive integer (i4, i8 or decimal string)".into(),
+        )
     })?;
     let policy = Policy {
         branch,

@@ -65,19 +65,20 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     diffs.retain(|_, l| l.touched.elapsed() < idle);
     if let Some((id, n)) = cont {
         if let Some(mut lp) = diffs.remove(&id).filter(|l| l.since == base) {
-            if lp.delivered == n + 1 {
-                if let Some((data, cursor, more)) = lp.last.clone() {
-                    lp.touched = Instant::now();
-                    diffs.insert(id, lp);
-                    return Ok(answer(data, cursor, more));
-                }
+            if let Some((data, cursor, more)) = lp.last.clone().filter(|_| lp.delivered == n + 1) {
+                lp.touched = Instant::now();
+                diffs.insert(id, lp);
+                return Ok(answer(data, cursor, more));
             }
             if lp.delivered == n {
                 drop(diffs);
                 return step(agent, id, lp).await;
             }
         }
-        tracing::info!(loop_id = id, "unknown or out-of-step diff continuation, restarting the loop from its base cursor");
+        tracing::info!(
+            loop_id = id,
+            "unknown or out-of-step diff continuation, restarting the loop from its base cursor"
+        );
     }
     // Bound the snapshots held open: the oldest loop goes first.
     while diffs.len() as u64 >= agent.config.limits.concurrent_sessions {
@@ -95,7 +96,8 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
 
 fn loop_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let salt = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let salt =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     (salt & 0xffff_ffff_0000) ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
@@ -119,7 +121,14 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     };
     let mut session = ExportSession::begin(client, catalog, options).await?;
     let first = session.next_chunk().await?;
-    Ok(DiffLoop { since: base.to_string(), session: Some(session), delivered: 0, next: first, last: None, touched: Instant::now() })
+    Ok(DiffLoop {
+        since: base.to_string(),
+        session: Some(session),
+        delivered: 0,
+        next: first,
+        last: None,
+        touched: Instant::now(),
+    })
 }
 
 /// Hands out the read-ahead chunk and reads the one after it.

@@ -18,9 +18,9 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     }
     let mut client = agent.db().await?;
     let policy = policy(&client).await?;
-    let end = start
-        .checked_add(policy.id_range - 1)
-        .ok_or_else(|| AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range)))?;
+    let end = start.checked_add(policy.id_range - 1).ok_or_else(|| {
+        AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range))
+    })?;
     let catalog = pgsync::Catalog::load(&client, &policy.sends()).await?;
     let tx = client.transaction().await?;
     let mut moved = Vec::new();

@@ -18,7 +18,10 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let data = p.base64(1, "data")?;
     let mut client = agent.db().await?;
     let policy = policy(&client).await?;
-    let limits = ReadLimits { max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes, allowed_tables: policy.receives() };
+    let limits = ReadLimits {
+        max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
+        allowed_tables: policy.receives(),
+    };
     let payload = read_payload(data, &limits)?;
     let catalog = pgsync::Catalog::load(&client, &policy.all()).await?;
     let tx = client.transaction().await?;
@@ -31,11 +34,20 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     pgsync::validate(&catalog, &payload, chunks as usize + 1)?;
     let max = agent.config.limits.session_staged_bytes;
     if staged as u64 + data.len() as u64 > max {
-        return Err(AgentError::Limit(format!("session {sid} would stage more than {max} bytes, split the upload into several sessions")));
+        return Err(AgentError::Limit(format!(
+            "session {sid} would stage more than {max} bytes, split the upload into several sessions"
+        )));
     }
-    tx.execute("INSERT INTO branchsync.upload_chunk (sid, seq, data) VALUES ($1, $2, $3)", &[&sid, &(chunks + 1), &data]).await?;
-    tx.execute("UPDATE branchsync.upload_session SET staged_bytes = staged_bytes + $2, chunks = chunks + 1 WHERE sid = $1", &[&sid, &(data.len() as i64)])
-        .await?;
+    tx.execute(
+        "INSERT INTO branchsync.upload_chunk (sid, seq, data) VALUES ($1, $2, $3)",
+        &[&sid, &(chunks + 1), &data],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE branchsync.upload_session SET staged_bytes = staged_bytes + $2, chunks = chunks + 1 WHERE sid = $1",
+        &[&sid, &(data.len() as i64)],
+    )
+    .await?;
     tx.commit().await?;
     Ok(Value::Nil)
 }

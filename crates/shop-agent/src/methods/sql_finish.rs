@@ -26,10 +26,14 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let mut client = agent.db().await?;
     let policy = policy(&client).await?;
     let catalog = pgsync::Catalog::load(&client, &policy.all()).await?;
-    let limits = ReadLimits { max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes, allowed_tables: policy.receives() };
+    let limits = ReadLimits {
+        max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
+        allowed_tables: policy.receives(),
+    };
     let tx = client.transaction().await?;
     // The row lock serialises concurrent finishes of one session: the second waits, then sees it finished.
-    let row = tx.query_opt("SELECT chunks, result FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
+    let row =
+        tx.query_opt("SELECT chunks, result FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
     let Some(row) = row else { return Err(AgentError::UnknownSession(sid)) };
     let (chunks, result): (i32, Option<String>) = (row.get(0), row.get(1));
     if let Some(result) = result {
@@ -39,7 +43,10 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let mut cursor = None;
     // One chunk in memory at a time: memory does not grow with the size of the upload.
     for seq in 1..=chunks {
-        let data: Vec<u8> = tx.query_one("SELECT data FROM branchsync.upload_chunk WHERE sid = $1 AND seq = $2", &[&sid, &seq]).await?.get(0);
+        let data: Vec<u8> = tx
+            .query_one("SELECT data FROM branchsync.upload_chunk WHERE sid = $1 AND seq = $2", &[&sid, &seq])
+            .await?
+            .get(0);
         let payload = read_payload(&data, &limits)?;
         if payload.header.cursor.is_some() {
             cursor = payload.header.cursor.clone();
@@ -49,23 +56,36 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
             defer_tables: policy.both.iter().cloned().collect(),
             record_cursor: if seq == chunks { cursor.clone() } else { None },
         };
-        let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options).await.map_err(|e| renumber(e, seq as usize))?;
+        let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options)
+            .await
+            .map_err(|e| renumber(e, seq as usize))?;
         report.merge(part);
     }
     let stored = format!("{},{},{},{}", report.upserted(), report.deleted(), report.deferred(), chunks);
-    tx.execute("UPDATE branchsync.upload_session SET finished_at = now(), result = $2 WHERE sid = $1", &[&sid, &stored]).await?;
+    tx.execute(
+        "UPDATE branchsync.upload_session SET finished_at = now(), result = $2 WHERE sid = $1",
+        &[&sid, &stored],
+    )
+    .await?;
     tx.execute("DELETE FROM branchsync.upload_chunk WHERE sid = $1", &[&sid]).await?;
     store::set_state(&tx, keys::DEFERRED, &report.deferred().to_string()).await?;
     tx.commit().await?;
     agent.metrics.exchanged();
-    tracing::info!(upserted = report.upserted(), deleted = report.deleted(), deferred = report.deferred(), "upload applied");
+    tracing::info!(
+        upserted = report.upserted(),
+        deleted = report.deleted(),
+        deferred = report.deferred(),
+        "upload applied"
+    );
     Ok(result_value(&stored))
 }
 
 /// `apply_in` numbers chunks within its call; here each call holds one chunk of the session.
 fn renumber(e: pgsync::Error, seq: usize) -> pgsync::Error {
     match e {
-        pgsync::Error::Rejected { statement, sqlstate, message, .. } => pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message },
+        pgsync::Error::Rejected { statement, sqlstate, message, .. } => {
+            pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message }
+        }
         pgsync::Error::Payload { source, .. } => pgsync::Error::Payload { chunk: seq, source },
         other => other,
     }

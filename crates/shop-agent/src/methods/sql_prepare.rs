@@ -18,10 +18,13 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     client
         .execute(&format!("DELETE FROM branchsync.upload_session WHERE finished_at IS NULL AND opened_at < now() - interval '{ABANDONED_AFTER}'"), &[])
         .await?;
-    let open: i64 = client.query_one("SELECT count(*) FROM branchsync.upload_session WHERE finished_at IS NULL", &[]).await?.get(0);
+    let open: i64 =
+        client.query_one("SELECT count(*) FROM branchsync.upload_session WHERE finished_at IS NULL", &[]).await?.get(0);
     let max = agent.config.limits.concurrent_sessions;
     if open as u64 >= max {
-        return Err(AgentError::Limit(format!("{open} upload sessions are open already (limit {max}), finish them or wait a day for them to expire")));
+        return Err(AgentError::Limit(format!(
+            "{open} upload sessions are open already (limit {max}), finish them or wait a day for them to expire"
+        )));
     }
     // Random sids, so that a sid from before a `clean` is very unlikely to name a new session.
     let row = client

@@ -14,7 +14,8 @@ pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
     let client = agent.db().await?;
     let acknowledged = store::get_state(&client, keys::ACKNOWLEDGED).await?.and_then(|c| c.parse().ok());
     let pending = pgsync::schema::pending_changes(&client, acknowledged.as_ref(), Some(OFFICE_ORIGIN)).await?;
-    let open: i64 = client.query_one("SELECT count(*) FROM branchsync.upload_session WHERE finished_at IS NULL", &[]).await?.get(0);
+    let open: i64 =
+        client.query_one("SELECT count(*) FROM branchsync.upload_session WHERE finished_at IS NULL", &[]).await?.get(0);
     Ok((pending, open))
 }
 
@@ -55,7 +56,9 @@ async fn details(agent: &Agent) -> Result<Vec<(&'static str, Value)>, AgentError
     let (branch, policy_value, fingerprint) = match &policy {
         Some(p) => {
             let catalog = pgsync::Catalog::load(&client, &p.all()).await?;
-            let list = |l: &[protocol::payload::TableName]| Value::Array(l.iter().map(|t| Value::String(t.to_string())).collect());
+            let list = |l: &[protocol::payload::TableName]| {
+                Value::Array(l.iter().map(|t| Value::String(t.to_string())).collect())
+            };
             let value = structure(vec![
                 ("from_source", list(&p.from_source)),
                 ("from_target", list(&p.from_target)),

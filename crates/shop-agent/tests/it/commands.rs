@@ -65,7 +65,12 @@ async fn a_diff_loop_spans_many_answers_and_survives_a_lost_answer() {
     let (agent, shop) = configured_shop("loop_shop", limits).await;
     let client = agent.office();
     // Products the sales refer to must exist at the shop: copy the office's.
-    sample::load_office(&shop, sample::OfficeData { seed: 17, products: 400, services: 20, persons: 150, parameters: 0 }).await.unwrap();
+    sample::load_office(
+        &shop,
+        sample::OfficeData { seed: 17, products: 400, services: 20, persons: 150, parameters: 0 },
+    )
+    .await
+    .unwrap();
     client.setidstart(2_000_000_000_000).await.unwrap();
     sample::sell(&shop, 9, 300, 400, 20, 150).await.unwrap();
 
@@ -101,7 +106,11 @@ async fn a_transaction_open_across_a_diff_is_delivered_by_the_next_diff() {
     let (_, cursor2) = pull(&client, &cursor, &mut office).await;
     long.batch_execute("COMMIT").await.unwrap();
     let (_, _) = pull(&client, &cursor2, &mut office).await;
-    let n: i64 = office.query_one("SELECT count(*) FROM person WHERE id IN (3000000000001, 3000000000002)", &[]).await.unwrap().get(0);
+    let n: i64 = office
+        .query_one("SELECT count(*) FROM person WHERE id IN (3000000000001, 3000000000002)", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
     agent.stop().await;
 }
@@ -126,7 +135,11 @@ async fn staged_chunks_survive_an_agent_restart_and_unknown_sids_are_refused() {
 
     assert_eq!(fault(client.sql_finish(424242).await.unwrap_err()), FaultCode::UnknownSession);
     assert_eq!(fault(client.sql_create(424242, chunks[0].clone()).await.unwrap_err()), FaultCode::UnknownSession);
-    assert_eq!(fault(client.sql_create(sid, chunks[0].clone()).await.unwrap_err()), FaultCode::UnknownSession, "finished sessions take no more chunks");
+    assert_eq!(
+        fault(client.sql_create(sid, chunks[0].clone()).await.unwrap_err()),
+        FaultCode::UnknownSession,
+        "finished sessions take no more chunks"
+    );
     agent.stop().await;
 }
 

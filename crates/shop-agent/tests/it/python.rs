@@ -10,7 +10,10 @@ use crate::support::*;
 
 fn drive(phase: &str, agent: &TestAgent) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/drive.py");
-    let out = Command::new("python3").args([script, phase, &agent.base, OFFICE_PASSWORD, MONITOR_PASSWORD]).output().expect("python3 runs");
+    let out = Command::new("python3")
+        .args([script, phase, &agent.base, OFFICE_PASSWORD, MONITOR_PASSWORD])
+        .output()
+        .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "python {phase} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout

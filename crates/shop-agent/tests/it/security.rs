@@ -32,7 +32,10 @@ async fn missing_or_wrong_credentials_get_401_and_monitor_may_only_read() {
     let r = http.post(&url).basic_auth("nobody", Some(OFFICE_PASSWORD)).body(STATUS_CALL).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
     assert!(matches!(
-        agent_client::AgentClient::new(&agent.base, "office", "wrong", std::time::Duration::from_secs(5)).unwrap().status().await,
+        agent_client::AgentClient::new(&agent.base, "office", "wrong", std::time::Duration::from_secs(5))
+            .unwrap()
+            .status()
+            .await,
         Err(ClientError::Auth)
     ));
 
@@ -40,7 +43,8 @@ async fn missing_or_wrong_credentials_get_401_and_monitor_may_only_read() {
     assert!(monitor.status().await.is_ok());
     assert_eq!(monitor.clean().await.unwrap_err().fault(), Some(FaultCode::NotAllowed));
     assert_eq!(monitor.diff("").await.unwrap_err().fault(), Some(FaultCode::NotAllowed));
-    let metrics = http.get(format!("{}/metrics", agent.base)).basic_auth("monitor", Some(MONITOR_PASSWORD)).send().await.unwrap();
+    let metrics =
+        http.get(format!("{}/metrics", agent.base)).basic_auth("monitor", Some(MONITOR_PASSWORD)).send().await.unwrap();
     assert_eq!(metrics.status().as_u16(), 200);
     let text = metrics.text().await.unwrap();
     assert!(text.contains("branchsync_agent_requests_total{method=\"clean\",result=\"fault\"} 1"), "{text}");
@@ -62,25 +66,36 @@ async fn bodies_over_the_limit_get_413_and_junk_gets_a_short_fault() {
 
     let http = reqwest::Client::new();
     let junk = format!("<methodCall><methodName>status</methodName><params><param>{}</param>", "x".repeat(10_000));
-    let r = http.post(format!("{}/RPC2", agent.base)).basic_auth("office", Some(OFFICE_PASSWORD)).body(junk).send().await.unwrap();
+    let r = http
+        .post(format!("{}/RPC2", agent.base))
+        .basic_auth("office", Some(OFFICE_PASSWORD))
+        .body(junk)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("<int>100</int>") || text.contains("<i4>100</i4>"), "{text}");
     assert!(text.len() < 1000, "the fault must not echo the request: {} bytes", text.len());
     assert_eq!(client.call("no_such_method", vec![]).await.unwrap_err().fault(), Some(FaultCode::UnknownMethod));
-    assert_eq!(client.call("status", vec![dxr::Value::Integer(1)]).await.unwrap_err().fault(), Some(FaultCode::BadParams));
+    assert_eq!(
+        client.call("status", vec![dxr::Value::Integer(1)]).await.unwrap_err().fault(),
+        Some(FaultCode::BadParams)
+    );
     assert!(client.status().await.is_ok(), "the agent is still up");
     agent.stop().await;
 }
 
 #[tokio::test]
 async fn hostile_uploads_are_refused_and_nothing_is_applied() {
-    let (agent, shop) = configured_shop("hostile", Limits { chunk_decompressed_bytes: 1 << 20, ..Limits::default() }).await;
+    let (agent, shop) =
+        configured_shop("hostile", Limits { chunk_decompressed_bytes: 1 << 20, ..Limits::default() }).await;
     let client = agent.office();
     let all = names(&[policy::FROM_SOURCE, policy::FROM_TARGET, policy::BOTH, policy::INITIAL, policy::LOCAL]);
     let before = sums(&shop, &all).await;
     let sid = client.sql_prepare().await.unwrap();
-    let good = gzip(b"INSERT INTO product (id, code, name, price) VALUES (1, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
+    let good =
+        gzip(b"INSERT INTO product (id, code, name, price) VALUES (1, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
     client.sql_create(sid, good).await.unwrap();
 
     let hostile: Vec<(&str, Vec<u8>)> = vec![
@@ -124,13 +139,19 @@ async fn a_cursor_from_another_database_is_refused() {
 async fn the_agent_serves_https_with_its_own_certificate() {
     let dir = std::env::temp_dir().join(format!("branchsync-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("agent.crt"), dir.join("agent.key"));
-    let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+    let (cert, key, ca) = (dir.join("agent.crt"), dir.join("agent.key"), dir.join("ca.crt"));
+    // A private CA and a certificate it signed for 127.0.0.1, as a chain would set it up.
+    let script = format!(
+        "set -e; cd '{d}'; \
+         openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.crt; \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout agent.key -out agent.csr; \
+         printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext.cnf; \
+         openssl x509 -req -in agent.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out agent.crt",
+        d = dir.display()
+    );
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
         .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl runs");
@@ -142,9 +163,17 @@ async fn the_agent_serves_https_with_its_own_certificate() {
     })
     .await;
     assert!(agent.base.starts_with("https://"));
-    let pem = std::fs::read(&cert).unwrap();
-    let client = agent_client::AgentClient::with_ca(&agent.base, "office", OFFICE_PASSWORD, std::time::Duration::from_secs(10), Some(&pem)).unwrap();
-    assert!(client.status().await.is_ok());
+    let pem = std::fs::read(&ca).unwrap();
+    let client = agent_client::AgentClient::with_ca(
+        &agent.base,
+        "office",
+        OFFICE_PASSWORD,
+        std::time::Duration::from_secs(10),
+        Some(&pem),
+    )
+    .unwrap();
+    let status = client.status().await;
+    assert!(status.is_ok(), "{status:?}");
     // Without trusting the certificate the client refuses to talk: a network-class error, not a fault.
     assert!(matches!(agent.office().status().await, Err(ClientError::Network { .. })));
     agent.stop().await;

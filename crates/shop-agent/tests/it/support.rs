@@ -18,7 +18,10 @@ pub const MONITOR_PASSWORD: &str = "monitor-secret";
 fn hashes() -> &'static (String, String) {
     static HASHES: OnceLock<(String, String)> = OnceLock::new();
     HASHES.get_or_init(|| {
-        (shop_agent::auth::hash_password(OFFICE_PASSWORD).unwrap(), shop_agent::auth::hash_password(MONITOR_PASSWORD).unwrap())
+        (
+            shop_agent::auth::hash_password(OFFICE_PASSWORD).unwrap(),
+            shop_agent::auth::hash_password(MONITOR_PASSWORD).unwrap(),
+        )
     })
 }
 
@@ -148,7 +151,11 @@ pub async fn pull(client: &AgentClient, since: &str, office: &mut Client) -> (us
         let answer = client.diff(&cursor).await.unwrap();
         answers += 1;
         let payload = read_payload(&answer.data, &limits).unwrap();
-        let options = ApplyOptions { origin: "shop".into(), record_cursor: (!answer.more).then(|| answer.cursor.clone()), ..Default::default() };
+        let options = ApplyOptions {
+            origin: "shop".into(),
+            record_cursor: (!answer.more).then(|| answer.cursor.clone()),
+            ..Default::default()
+        };
         pgsync::apply(office, &catalog, &[payload], &options).await.unwrap();
         cursor = answer.cursor;
         if !answer.more {
