@@ -8,6 +8,9 @@
 mod parse;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeSet;
 use std::fmt;
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::Read;
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 
 use super::{ColumnDecl, Header, Payload, PayloadError, PayloadErrorKind, ReadLimits, Statement, TableName, Value};
 
@@ -23,9 +23,18 @@ pub fn read_payload(gz: &[u8], limits: &ReadLimits) -> Result<Payload, PayloadEr
     if text.len() as u64 > cap {
         return Err(whole(PayloadErrorKind::TooLarge { limit: limits.max_decompressed_bytes }));
     }
-    // A single gzip member is the whole chunk: anything after it is not ours to ignore.
-    let consumed = gz.len() - decoder.into_inner().len();
-    if consumed != gz.len() {
+    // A single gzip member is the whole chunk: anything after it is not ours to ignore. (The bufread decoder
+    // over a slice leaves exactly the unread rest in it.)
+    if !decoder.into_inner().is_empty() {
+        return Err(whole(PayloadErrorKind::BadGzip));
+    }
+    // Check the trailer ourselves: the decoder accepts a stream whose CRC and size were cut off.
+    let mut crc = flate2::Crc::new();
+    crc.update(&text);
+    let trailer = gz.len().checked_sub(8).map(|i| &gz[i..]).ok_or_else(|| whole(PayloadErrorKind::BadGzip))?;
+    let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let expected_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+    if crc.sum() != expected_crc || text.len() as u32 != expected_len {
         return Err(whole(PayloadErrorKind::BadGzip));
     }
     let text = String::from_utf8(text).map_err(|_| whole(PayloadErrorKind::NotUtf8))?;
@@ -802,6 +811,7 @@ impl Parser<'_> {
             Kind::Punct(b';') | Kind::Eof => Ok(value),
             k if k.is_word("and") => Ok(value),
             k if k.is_word("or") => Err(malformed("OR is not part of the grammar")),
+            Kind::Word(w) => Err(malformed(format!("unexpected {} after the condition", excerpt(&w)))),
             Kind::Other(op) if op == ":" => Err(PayloadErrorKind::NotLiteral("cast".into())),
             other => Err(PayloadErrorKind::NotLiteral(format!("expression continuing with {}", other.describe()))),
         }
