@@ -247,6 +247,22 @@ impl AgentClient {
         }
     }
 
+    /// `verify()`: per table (`schema.name`), its row count and checksum.
+    pub async fn verify(&self) -> Result<BTreeMap<String, (i64, String)>, ClientError> {
+        let Value::Struct(tables) = self.call(methods::VERIFY, vec![]).await? else {
+            return Err(Self::unexpected(methods::VERIFY, "a struct"));
+        };
+        let mut out = BTreeMap::new();
+        for (table, v) in tables {
+            let Value::Struct(m) = v else { return Err(Self::unexpected(methods::VERIFY, "a struct per table")) };
+            match (m.get("rows").and_then(protocol::values::int), m.get("checksum")) {
+                (Some(rows), Some(Value::String(sum))) => out.insert(table, (rows, sum.clone())),
+                _ => return Err(Self::unexpected(methods::VERIFY, "rows and checksum per table")),
+            };
+        }
+        Ok(out)
+    }
+
     /// `status()`.
     pub async fn status(&self) -> Result<BTreeMap<String, Value>, ClientError> {
         match self.call(methods::STATUS, vec![]).await? {

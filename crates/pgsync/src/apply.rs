@@ -17,9 +17,52 @@ use crate::catalog::{Catalog, TableInfo};
 use crate::error::{Error, Result};
 use crate::schema::ORIGIN_SETTING;
 
+/// Who wins when a row changed on both sides since the last exchange (BRIEF §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The office's version stays and is sent to the shop again.
+    OfficeWins,
+    /// The shop's version is applied.
+    ShopWins,
+    /// The version whose timestamp column is later wins; ties and missing timestamps go to the office.
+    NewerWins,
+}
+
+impl Rule {
+    /// The rule's name in configuration files and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::OfficeWins => "office-wins",
+            Rule::ShopWins => "shop-wins",
+            Rule::NewerWins => "newer-wins",
+        }
+    }
+
+    /// Parses a rule name.
+    pub fn parse(text: &str) -> Option<Rule> {
+        [Rule::OfficeWins, Rule::ShopWins, Rule::NewerWins].into_iter().find(|r| r.name() == text)
+    }
+}
+
+/// The office's conflict check while applying a branch's changes.
+#[derive(Debug, Clone)]
+pub struct ConflictCheck {
+    /// The branch, as recorded with each conflict.
+    pub branch: String,
+    /// The snapshot of the branch's push cursor: office changes not visible in it have not reached the shop
+    /// yet. `None`: nothing has reached it.
+    pub unsent_since: Option<String>,
+    /// The checked tables and their rules.
+    pub rules: std::collections::BTreeMap<TableName, Rule>,
+    /// The timestamp column `newer-wins` compares.
+    pub newer_column: String,
+}
+
 /// How to apply.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
+    /// Decide conflicts on these tables by rule and record them (the office's side of BRIEF §4.4).
+    pub conflicts: Option<ConflictCheck>,
     /// The origin the applied changes are marked with in the change log (the sender's name).
     pub origin: String,
     /// Tables where an incoming row whose key has local changes not yet acknowledged by the peer is deferred
@@ -45,6 +88,10 @@ pub struct TableCounts {
     pub deleted: u64,
     /// Incoming rows deferred because of local changes.
     pub deferred: u64,
+    /// Conflicts decided (office side).
+    pub conflicts: u64,
+    /// Rows deleted because a replacing upload did not carry them.
+    pub pruned: u64,
 }
 
 impl ApplyReport {
@@ -67,6 +114,11 @@ impl ApplyReport {
         self.tables.iter().map(|(_, c)| c.upserted).sum()
     }
 
+    /// Total conflicts decided.
+    pub fn conflicts(&self) -> u64 {
+        self.tables.iter().map(|(_, c)| c.conflicts).sum()
+    }
+
     /// Total rows deleted.
     pub fn deleted(&self) -> u64 {
         self.tables.iter().map(|(_, c)| c.deleted).sum()
@@ -79,6 +131,8 @@ impl ApplyReport {
             mine.upserted += c.upserted;
             mine.deleted += c.deleted;
             mine.deferred += c.deferred;
+            mine.conflicts += c.conflicts;
+            mine.pruned += c.pruned;
         }
     }
 }
@@ -92,7 +146,9 @@ pub async fn apply(
     options: &ApplyOptions,
 ) -> Result<ApplyReport> {
     let tx = client.transaction().await?;
-    let report = apply_in(&tx, catalog, payloads, options).await?;
+    let mut report = apply_in(&tx, catalog, payloads, options).await?;
+    let replaced: BTreeSet<TableName> = payloads.iter().flat_map(|p| p.header.replace.iter().cloned()).collect();
+    report.merge(prune_unseen(&tx, catalog, &replaced).await?);
     tx.commit().await?;
     Ok(report)
 }
@@ -116,8 +172,12 @@ pub async fn apply_in(
             let table = catalog
                 .get(statement.table())
                 .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
-            let defer = options.defer_tables.contains(&table.name);
-            apply_statement(tx, &mut stages, table, statement, defer, report.counts(&table.name))
+            let how = How {
+                defer: options.defer_tables.contains(&table.name),
+                conflict: options.conflicts.as_ref().and_then(|c| c.rules.get(&table.name).map(|r| (c, *r))),
+                remember: payload.header.replace.contains(&table.name),
+            };
+            apply_statement(tx, &mut stages, table, statement, &how, report.counts(&table.name))
                 .await
                 .map_err(|e| rejected(e, c + 1, s + 1))?;
         }
@@ -131,6 +191,46 @@ pub async fn apply_in(
         .await?;
     }
     Ok(report)
+}
+
+/// After every chunk of a replacing upload: deletes the rows of `tables` whose keys the upload did not carry,
+/// children first. The caller runs it in the apply transaction, after the last `apply_in`.
+pub async fn prune_unseen(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    tables: &BTreeSet<TableName>,
+) -> Result<ApplyReport> {
+    let mut report = ApplyReport::default();
+    for table in catalog.tables().iter().rev().filter(|t| tables.contains(&t.name)) {
+        let seen = seen_table(tx, table).await?;
+        let key: Vec<String> = table.primary_key.iter().map(|c| format!("t.{}::text", quote_ident(c))).collect();
+        let sql = format!(
+            "DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {seen} k WHERE k.pk = ARRAY[{}])",
+            table.name.quoted(),
+            key.join(", ")
+        );
+        let pruned = tx.execute(sql.as_str(), &[]).await.map_err(|e| rejected(e.into(), 0, 0))?;
+        report.counts(&table.name).pruned += pruned;
+    }
+    Ok(report)
+}
+
+/// The temporary table of keys a replacing upload carried for `table`.
+async fn seen_table(tx: &Transaction<'_>, table: &TableInfo) -> Result<String> {
+    let name = format!("branchsync_seen_{:016x}", fnv(&table.name.to_string()));
+    tx.batch_execute(&format!("CREATE TEMP TABLE IF NOT EXISTS {name} (pk text[]) ON COMMIT DROP")).await?;
+    Ok(format!("pg_temp.{name}"))
+}
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// What to do with one statement's rows besides applying them.
+struct How<'a> {
+    defer: bool,
+    conflict: Option<(&'a ConflictCheck, Rule)>,
+    remember: bool,
 }
 
 /// A database error while applying a statement is the statement's fault when it is about the data (class 22
@@ -273,9 +373,10 @@ async fn apply_statement(
     stages: &mut Stages,
     table: &TableInfo,
     statement: &Statement,
-    defer: bool,
+    how: &How<'_>,
     counts: &mut TableCounts,
 ) -> Result<()> {
+    let defer = how.defer;
     match statement {
         Statement::Upsert { columns, update, rows, .. } => {
             if rows.is_empty() {
@@ -283,6 +384,15 @@ async fn apply_statement(
             }
             let stage = stages.get(tx, table, columns).await?;
             stage_rows(tx, &stage, columns, rows).await?;
+            if let Some((check, rule)) = how.conflict {
+                counts.conflicts += decide_conflicts(tx, table, &stage, check, rule, true).await?;
+            }
+            if how.remember {
+                let seen = seen_table(tx, table).await?;
+                let key: Vec<String> =
+                    table.primary_key.iter().map(|c| format!("s.{}::text", quote_ident(c))).collect();
+                tx.execute(&format!("INSERT INTO {seen} SELECT ARRAY[{}] FROM {stage} s", key.join(", ")), &[]).await?;
+            }
             let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
             let select: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
             let keys: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();
@@ -311,6 +421,9 @@ async fn apply_statement(
         Statement::Delete { key, rows, .. } => {
             let stage = stages.get(tx, table, key).await?;
             stage_rows(tx, &stage, key, rows).await?;
+            if let Some((check, rule)) = how.conflict {
+                counts.conflicts += decide_conflicts(tx, table, &stage, check, rule, false).await?;
+            }
             let matches: Vec<String> = key.iter().map(|c| format!("t.{0} = s.{0}", quote_ident(c))).collect();
             let filter = if defer { format!(" AND NOT {}", pending_local(table)) } else { String::new() };
             let sql = format!(
@@ -330,5 +443,58 @@ async fn apply_statement(
 
 async fn deferred_count(tx: &Transaction<'_>, table: &TableInfo, stage: &str) -> Result<u64> {
     let row = tx.query_one(&format!("SELECT count(*) FROM {stage} s WHERE {}", pending_local(table)), &[]).await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Finds the staged rows whose keys the office changed since its last push to the branch, records each
+/// conflict with both versions and the decision, and takes the rows the office wins out of the stage. A key the
+/// office wins is marked changed again, so that the next push carries the office's version back to the shop.
+/// `upsert` is false for a stage of deleted keys (the shop's version is then "deleted"). Returns the number of
+/// conflicts.
+async fn decide_conflicts(
+    tx: &Transaction<'_>,
+    table: &TableInfo,
+    stage: &str,
+    check: &ConflictCheck,
+    rule: Rule,
+    upsert: bool,
+) -> Result<u64> {
+    let key_of = |alias: &str| -> String {
+        let parts: Vec<String> =
+            table.primary_key.iter().map(|c| format!("{alias}.{}::text", quote_ident(c))).collect();
+        format!("ARRAY[{}]", parts.join(", "))
+    };
+    let join: Vec<String> = table.primary_key.iter().map(|c| format!("t.{0} = s.{0}", quote_ident(c))).collect();
+    let newer = quote_ident(&check.newer_column);
+    let decision = match rule {
+        Rule::OfficeWins => "'office'".to_string(),
+        Rule::ShopWins => "'shop'".to_string(),
+        Rule::NewerWins if upsert && table.column_type(&check.newer_column).is_some() => {
+            format!(
+                "CASE WHEN s.{newer} IS NOT NULL AND (t.{newer} IS NULL OR s.{newer} > t.{newer}) THEN 'shop' ELSE 'office' END"
+            )
+        }
+        Rule::NewerWins => "'office'".to_string(),
+    };
+    let shop_version = if upsert { "to_jsonb(s)" } else { "NULL::jsonb" };
+    let sql = format!(
+        "WITH decided AS (
+            INSERT INTO branchsync.conflict (branch, tbl, pk, office_version, shop_version, rule, decision)
+            SELECT $1, $2, {sk}, CASE WHEN t.{first} IS NULL THEN NULL ELSE to_jsonb(t) END, {shop_version}, $3, {decision}
+            FROM {stage} s LEFT JOIN {table} t ON {join}
+            WHERE EXISTS (SELECT 1 FROM branchsync.change_log cl WHERE cl.tbl = $2 AND cl.pk = {sk}
+                          AND cl.origin <> $1 AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(cl.xid, $4::text::pg_snapshot)))
+            RETURNING pk, decision),
+         dropped AS (DELETE FROM {stage} s USING decided d WHERE d.decision = 'office' AND d.pk = {sk} RETURNING d.pk),
+         touched AS (INSERT INTO branchsync.change_log (tbl, pk, op, origin) SELECT $2, pk, 'U', '' FROM dropped RETURNING 1)
+         SELECT (SELECT count(*) FROM decided), (SELECT count(*) FROM touched)",
+        sk = key_of("s"),
+        first = quote_ident(&table.primary_key[0]),
+        table = table.name.quoted(),
+        join = join.join(" AND "),
+    );
+    let row = tx
+        .query_one(sql.as_str(), &[&check.branch, &table.name.to_string(), &rule.name(), &check.unsent_since])
+        .await?;
     Ok(row.get::<_, i64>(0) as u64)
 }

@@ -13,7 +13,7 @@ pub mod error;
 pub mod export;
 pub mod schema;
 
-pub use apply::{ApplyOptions, ApplyReport, TableCounts, apply, apply_in, validate};
+pub use apply::{ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, prune_unseen, validate};
 pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
 pub use checksum::{TableChecksum, checksums};
 pub use conn::connect;

@@ -40,6 +40,17 @@ CREATE TABLE IF NOT EXISTS branchsync.peer_cursor (
     cursor text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS branchsync.conflict (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    branch text NOT NULL,
+    tbl text NOT NULL,
+    pk text[] NOT NULL,
+    office_version jsonb,
+    shop_version jsonb,
+    rule text NOT NULL,
+    decision text NOT NULL
+);
 CREATE OR REPLACE FUNCTION branchsync.refuse_truncate() RETURNS trigger LANGUAGE plpgsql AS $f$
 BEGIN
     RAISE EXCEPTION 'table %.% is synced: TRUNCATE would bypass change capture, use DELETE', TG_TABLE_SCHEMA, TG_TABLE_NAME

@@ -17,8 +17,11 @@ pub const CONFIGURE: &str = "configure";
 /// Extension: health and progress for monitoring.
 pub const STATUS: &str = "status";
 
+/// Extension: per-table row counts and checksums of the synced tables.
+pub const VERIFY: &str = "verify";
+
 /// Every method, for dispatch tables and metrics.
-pub const ALL: [&str; 8] = [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIGURE, STATUS];
+pub const ALL: [&str; 9] = [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIGURE, STATUS, VERIFY];
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: i32 = 1;

@@ -37,6 +37,7 @@ pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> R
         methods::DIFF => crate::methods::diff::call(agent, p).await,
         methods::CONFIGURE => crate::methods::configure::call(agent, p).await,
         methods::STATUS => crate::methods::status::call(agent, p).await,
+        methods::VERIFY => crate::methods::verify::call(agent, p).await,
         _ => Err(AgentError::UnknownMethod(truncate_name(name))),
     }
 }

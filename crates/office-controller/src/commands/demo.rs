@@ -5,7 +5,6 @@
 //! Until the shop agent exists (issue 3) the exchange runs the PostgreSQL layer directly against both
 //! databases; the payloads are the same gzip SQL chunks that will travel over XML-RPC.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -93,7 +92,7 @@ async fn transfer(
     let rows = session.rows();
     session.finish().await?;
     let options =
-        ApplyOptions { origin: origin.into(), record_cursor: Some(cursor.clone()), defer_tables: BTreeSet::new() };
+        ApplyOptions { origin: origin.into(), record_cursor: Some(cursor.clone()), ..ApplyOptions::default() };
     pgsync::apply(to, to_catalog, &payloads, &options).await?;
     Ok((rows, cursor))
 }

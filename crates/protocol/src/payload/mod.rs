@@ -89,6 +89,9 @@ pub struct Header {
     pub cursor: Option<String>,
     /// `-- table schema.name: "col" type, ...`: the sender's columns of each table the payload touches.
     pub tables: Vec<(TableName, Vec<ColumnDecl>)>,
+    /// `-- replace: schema.name, ...`: after the whole upload is applied, the receiver deletes the rows of these
+    /// tables whose keys the upload did not carry (the office's "complete" synchronisation). `psql` ignores it.
+    pub replace: Vec<TableName>,
 }
 
 /// One operation, in payload order.

@@ -50,7 +50,7 @@ pub fn read_sql(text: &str, allowed: &BTreeSet<TableName>) -> Result<Payload, Pa
             excerpt: String::new(),
         });
     }
-    let header = read_header(text)?;
+    let header = read_header(text, allowed)?;
     let mut parser = Parser { lx: Lexer { src: text, pos: 0 }, allowed, index: 0, start: 0 };
     let mut statements = Vec::new();
     loop {
@@ -79,7 +79,7 @@ fn header_error(message: String) -> PayloadError {
 }
 
 /// The `-- key: value` lines before the first statement.
-fn read_header(text: &str) -> Result<Header, PayloadError> {
+fn read_header(text: &str, allowed: &BTreeSet<TableName>) -> Result<Header, PayloadError> {
     let mut header = Header::default();
     for line in text.lines() {
         let trimmed = line.trim();
@@ -92,6 +92,20 @@ fn read_header(text: &str) -> Result<Header, PayloadError> {
             header.fingerprint = Some(value.trim().to_string());
         } else if let Some(value) = comment.strip_prefix("cursor:") {
             header.cursor = Some(value.trim().to_string());
+        } else if let Some(rest) = comment.strip_prefix("replace:") {
+            for item in rest.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let mut lx = Lexer { src: item, pos: 0 };
+                let table = header_table(&mut lx)
+                    .map_err(|m| header_error(format!("bad replace header `{}`: {m}", excerpt(comment))))?;
+                if !allowed.contains(&table) {
+                    return Err(PayloadError {
+                        statement: 0,
+                        kind: PayloadErrorKind::TableNotAllowed(table),
+                        excerpt: excerpt(comment),
+                    });
+                }
+                header.replace.push(table);
+            }
         } else if let Some(rest) = comment.strip_prefix("table ") {
             header.tables.push(
                 table_line(rest).map_err(|m| header_error(format!("bad table header `{}`: {m}", excerpt(comment))))?,
@@ -104,13 +118,7 @@ fn read_header(text: &str) -> Result<Header, PayloadError> {
 /// `schema.name: "col" type, "col" type(1,2), ...`
 fn table_line(rest: &str) -> Result<(TableName, Vec<ColumnDecl>), String> {
     let mut lx = Lexer { src: rest, pos: 0 };
-    let first = lx.ident().map_err(|_| "expected a table name".to_string())?;
-    let name = if lx.peek_punct(b'.') {
-        lx.pos += 1;
-        TableName::new(first, lx.ident().map_err(|_| "expected a table name after the dot".to_string())?)
-    } else {
-        TableName::new("public", first)
-    };
+    let name = header_table(&mut lx)?;
     let rest = rest[lx.pos..].trim_start().strip_prefix(':').ok_or("expected `:` after the table name")?;
     let mut columns = Vec::new();
     for item in split_top_level(rest) {
@@ -126,6 +134,17 @@ fn table_line(rest: &str) -> Result<(TableName, Vec<ColumnDecl>), String> {
         return Err("no columns".into());
     }
     Ok((name, columns))
+}
+
+/// `schema.name` or `name` at the lexer's position.
+fn header_table(lx: &mut Lexer<'_>) -> Result<TableName, String> {
+    let first = lx.ident().map_err(|_| "expected a table name".to_string())?;
+    if lx.peek_punct(b'.') {
+        lx.pos += 1;
+        Ok(TableName::new(first, lx.ident().map_err(|_| "expected a table name after the dot".to_string())?))
+    } else {
+        Ok(TableName::new("public", first))
+    }
 }
 
 /// Splits at commas outside parentheses and double quotes.

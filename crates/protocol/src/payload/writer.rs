@@ -42,6 +42,7 @@ pub struct ChunkWriter {
     config: WriterConfig,
     fingerprint: Option<String>,
     cursor: Option<String>,
+    replace: Vec<TableName>,
     declarations: Vec<(TableName, String)>,
     body: String,
     used: Vec<TableName>,
@@ -57,6 +58,7 @@ impl ChunkWriter {
             config,
             fingerprint,
             cursor,
+            replace: Vec::new(),
             declarations: Vec::new(),
             body: String::new(),
             used: Vec::new(),
@@ -74,6 +76,12 @@ impl ChunkWriter {
             Some(entry) => entry.1 = line,
             None => self.declarations.push((table.clone(), line)),
         }
+    }
+
+    /// Marks tables as replaced: every chunk says so, and the receiver deletes the rows of these tables that the
+    /// whole upload did not carry.
+    pub fn set_replace(&mut self, tables: Vec<TableName>) {
+        self.replace = tables;
     }
 
     /// Sets the cursor carried by the chunks closed from now on.
@@ -239,6 +247,10 @@ impl ChunkWriter {
         }
         if let Some(cursor) = &self.cursor {
             header.push_str(&format!("-- cursor: {cursor}\n"));
+        }
+        if !self.replace.is_empty() {
+            let names: Vec<String> = self.replace.iter().map(TableName::quoted).collect();
+            header.push_str(&format!("-- replace: {}\n", names.join(", ")));
         }
         for (table, line) in &self.declarations {
             if self.used.contains(table) {

@@ -8,6 +8,7 @@ pub mod sql_create;
 pub mod sql_finish;
 pub mod sql_prepare;
 pub mod status;
+pub mod verify;
 
 use tokio_postgres::GenericClient;
 

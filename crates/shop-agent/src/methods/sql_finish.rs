@@ -41,6 +41,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     }
     let mut report = ApplyReport::default();
     let mut cursor = None;
+    let mut replaced = std::collections::BTreeSet::new();
     // One chunk in memory at a time: memory does not grow with the size of the upload.
     for seq in 1..=chunks {
         let data: Vec<u8> = tx
@@ -51,17 +52,26 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
         if payload.header.cursor.is_some() {
             cursor = payload.header.cursor.clone();
         }
+        replaced.extend(payload.header.replace.iter().cloned());
         let options = ApplyOptions {
             origin: OFFICE_ORIGIN.into(),
             defer_tables: policy.both.iter().cloned().collect(),
             record_cursor: if seq == chunks { cursor.clone() } else { None },
+            ..ApplyOptions::default()
         };
         let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options)
             .await
             .map_err(|e| renumber(e, seq as usize))?;
         report.merge(part);
     }
-    let stored = format!("{},{},{},{}", report.upserted(), report.deleted(), report.deferred(), chunks);
+    report.merge(pgsync::prune_unseen(&tx, &catalog, &replaced).await?);
+    let stored = format!(
+        "{},{},{},{}",
+        report.upserted(),
+        report.deleted() + report.tables.iter().map(|(_, c)| c.pruned).sum::<u64>(),
+        report.deferred(),
+        chunks
+    );
     tx.execute(
         "UPDATE branchsync.upload_session SET finished_at = now(), result = $2 WHERE sid = $1",
         &[&sid, &stored],
