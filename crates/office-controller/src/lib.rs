@@ -1,3 +1,10 @@
-//! The office controller as a library: one module per command, so that tests drive exactly what the binary runs.
+//! The office controller as a library: configuration, the office's records, the sync cycle, and one module per
+//! command, so that tests and the demo drive exactly what the binary runs.
 
 pub mod commands;
+pub mod config;
+pub mod output;
+pub mod records;
+pub mod sync;
+
+pub use config::Config;

@@ -1,13 +1,24 @@
-//! `office-controller`: parses the command line, sets up logging and hands over to the library.
+//! `office-controller`: parses the command line, loads the configuration, sets up logging and hands over to the
+//! library's commands; prints their output as a table or as JSON, and exits non-zero when something failed.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use office_controller::commands::{self, Output};
+use office_controller::config::{Config, EXAMPLE_CONFIG};
 
 /// Head office's sync controller for branchsync.
 #[derive(Debug, Parser)]
 #[command(name = "office-controller", version, about)]
 struct Cli {
+    /// The TOML configuration file (not needed by `demo` and `print-example-config`).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print data as JSON for scripts.
+    #[arg(long, global = true)]
+    json: bool,
     /// Log more (repeat for more still).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -17,8 +28,46 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start throwaway clusters for an office and a shop, load sample data, exchange both ways, verify.
-    Demo(office_controller::commands::demo::DemoArgs),
+    /// Install the office's sync schema, records and change capture.
+    Init,
+    /// Add, list, remove or initialise branches.
+    #[command(subcommand)]
+    Branch(BranchCommand),
+    /// Sync branches: pull their changes, push the office's.
+    Sync(commands::sync::SyncArgs),
+    /// Compare a branch's tables with the office's by checksum.
+    Verify {
+        /// The branch.
+        name: String,
+    },
+    /// Every branch's last sync, lag, waiting changes, last error and live agent status.
+    Status,
+    /// The sync log.
+    Log(commands::log::LogArgs),
+    /// The recorded conflicts.
+    Conflicts(commands::log::LogArgs),
+    /// Throwaway office and two shops: load, sell, sync, verify, report. Needs only the PostgreSQL server binaries.
+    Demo(commands::demo::DemoArgs),
+    /// Print a commented example configuration.
+    PrintExampleConfig,
+}
+
+#[derive(Debug, Subcommand)]
+enum BranchCommand {
+    /// Record a branch.
+    Add(commands::branch_add::AddArgs),
+    /// List branches.
+    List,
+    /// Forget a branch.
+    Remove {
+        /// The branch.
+        name: String,
+    },
+    /// Clean and configure the shop, load it fully, set its id range.
+    Init {
+        /// The branch.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -29,25 +78,23 @@ fn main() -> ExitCode {
         _ => tracing::Level::DEBUG,
     };
     tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => office_controller::commands::demo::run(args).await.map(|report| report.to_string()),
-        }
-    });
+    let json = cli.json;
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
     match result {
         Ok(output) => {
             #[allow(clippy::print_stdout)]
             {
-                print!("{output}");
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&output.json).unwrap_or_default());
+                } else {
+                    print!("{}", output.text);
+                }
             }
-            ExitCode::SUCCESS
+            if output.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(e) => {
             #[allow(clippy::print_stderr)]
@@ -56,5 +103,34 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Output> {
+    let config = || -> Result<Config> {
+        let path = cli
+            .config
+            .as_ref()
+            .context("this command needs --config FILE (see `office-controller print-example-config`)")?;
+        Config::load(path)
+    };
+    match cli.command {
+        Command::Demo(args) => {
+            tokio::select! {
+                out = commands::demo::run(args) => out,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the demo's clusters were removed"),
+            }
+        }
+        Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
+        Command::Init => commands::init::run(&config()?).await,
+        Command::Branch(BranchCommand::Add(args)) => commands::branch_add::run(&config()?, args).await,
+        Command::Branch(BranchCommand::List) => commands::branch_list::run(&config()?).await,
+        Command::Branch(BranchCommand::Remove { name }) => commands::branch_remove::run(&config()?, &name).await,
+        Command::Branch(BranchCommand::Init { name }) => commands::branch_init::run(&config()?, &name).await,
+        Command::Sync(args) => commands::sync::run(&config()?, args).await,
+        Command::Verify { name } => commands::verify::run(&config()?, &name).await,
+        Command::Status => commands::status::run(&config()?).await,
+        Command::Log(args) => commands::log::run(&config()?, args).await,
+        Command::Conflicts(args) => commands::conflicts::run(&config()?, args).await,
     }
 }

@@ -29,11 +29,20 @@ pub struct ExportOptions {
     pub writer: WriterConfig,
     /// Rows fetched from the database per query.
     pub page_rows: i64,
+    /// Tables whose rows the receiver should replace: rows the export does not carry are deleted there
+    /// (the office's "complete" synchronisation). Only meaningful without `since`.
+    pub replace: Vec<protocol::payload::TableName>,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { since: None, exclude_origin: None, writer: WriterConfig::default(), page_rows: 5000 }
+        Self {
+            since: None,
+            exclude_origin: None,
+            writer: WriterConfig::default(),
+            page_rows: 5000,
+            replace: Vec::new(),
+        }
     }
 }
 
@@ -61,6 +70,7 @@ pub struct ExportSession {
     writer: Option<ChunkWriter>,
     ready: VecDeque<Vec<u8>>,
     rows: u64,
+    per_table: Vec<(protocol::payload::TableName, u64)>,
 }
 
 impl std::fmt::Debug for ExportSession {
@@ -85,6 +95,8 @@ impl ExportSession {
         for t in catalog.tables() {
             writer.declare_table(&t.name, &t.column_decls());
         }
+        writer.set_replace(options.replace.clone());
+        let per_table = catalog.tables().iter().map(|t| (t.name.clone(), 0)).collect();
         let phase = if options.since.is_some() { Phase::Upserts } else { Phase::Full };
         Ok(ExportSession {
             client,
@@ -97,6 +109,7 @@ impl ExportSession {
             writer: Some(writer),
             ready: VecDeque::new(),
             rows: 0,
+            per_table,
         })
     }
 
@@ -108,6 +121,18 @@ impl ExportSession {
     /// Rows (upserts and deletes) exported so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Rows exported so far, per table.
+    pub fn table_rows(&self) -> &[(protocol::payload::TableName, u64)] {
+        &self.per_table
+    }
+
+    fn count(&mut self, table: &protocol::payload::TableName, n: u64) {
+        self.rows += n;
+        if let Some(entry) = self.per_table.iter_mut().find(|(t, _)| t == table) {
+            entry.1 += n;
+        }
     }
 
     /// The next chunk, or `None` when the export is complete. Only the last chunk carries the cursor, so a
@@ -170,9 +195,20 @@ impl ExportSession {
     async fn page_full(&mut self, table: &TableInfo) -> Result<usize> {
         let cols: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
         let key: Vec<String> = table.primary_key.iter().map(|c| quote_ident(c)).collect();
-        let filter = if self.after.is_empty() {
-            String::new()
-        } else {
+        let mut conditions = Vec::new();
+        if let Some(peer) = &self.options.exclude_origin {
+            // Rows whose latest change came from the peer are the peer's already (a shop's diff("") after its
+            // initial load must not send the office's catalogue and customers back).
+            let key: Vec<String> = table.primary_key.iter().map(|c| format!("t.{}::text", quote_ident(c))).collect();
+            conditions.push(format!(
+                "(SELECT cl.origin FROM branchsync.change_log cl WHERE cl.tbl = {} AND cl.pk = ARRAY[{}] ORDER BY cl.id DESC LIMIT 1) \
+                 IS DISTINCT FROM {}",
+                quote_literal(&table.name.to_string()),
+                key.join(", "),
+                quote_literal(peer)
+            ));
+        }
+        if !self.after.is_empty() {
             // COPY takes no parameters: the key values are ours, read from this database, and quoted.
             let values: Vec<String> = table
                 .primary_key
@@ -180,13 +216,14 @@ impl ExportSession {
                 .zip(&self.after)
                 .map(|(c, v)| format!("{}::{}", quote_literal(v), table.column_type(c).unwrap_or("text")))
                 .collect();
-            format!(" WHERE ({}) > ({})", key.join(", "), values.join(", "))
-        };
+            conditions.push(format!("({}) > ({})", key.join(", "), values.join(", ")));
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "COPY (SELECT {} FROM {}{filter} ORDER BY {} LIMIT {}) TO STDOUT",
-            cols.join(", "),
+            "COPY (SELECT {} FROM {} t{filter} ORDER BY {} LIMIT {}) TO STDOUT",
+            cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
             table.name.quoted(),
-            key.join(", "),
+            key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
             self.options.page_rows
         );
         let key_positions: Vec<usize> =
@@ -210,7 +247,7 @@ impl ExportSession {
             self.after =
                 key_positions.iter().map(|&i| unescape_copy(fields.get(i).copied().unwrap_or_default())).collect();
         }
-        self.rows += count as u64;
+        self.count(&table.name, count as u64);
         Ok(count)
     }
 
@@ -268,7 +305,7 @@ impl ExportSession {
         if let Some(last) = rows.last() {
             self.after = last.get::<_, Vec<String>>(0);
         }
-        self.rows += rows.len() as u64;
+        self.count(&table.name, rows.len() as u64);
         Ok(rows.len())
     }
 }

@@ -15,7 +15,7 @@ pub mod schema;
 
 pub use apply::{ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, prune_unseen, validate};
 pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
-pub use checksum::{TableChecksum, checksums};
+pub use checksum::{TableChecksum, checksum_where, checksums};
 pub use conn::connect;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportSession};

@@ -1,19 +1,21 @@
-//! `office-controller demo`: the main job on an embedded default. Starts throwaway clusters for an office and a
-//! shop, loads the sample retail schema and data, initialises the shop from the office, sells at the shop,
-//! edits a customer on both sides, exchanges both ways and verifies every synced table by checksum.
-//!
-//! Until the shop agent exists (issue 3) the exchange runs the PostgreSQL layer directly against both
-//! databases; the payloads are the same gzip SQL chunks that will travel over XML-RPC.
+//! `office-controller demo`: the main job on an embedded default. Starts throwaway clusters for an office and two
+//! shops (separate clusters), loads the sample retail schema and data, starts a shop agent for each shop on a
+//! local port, initialises both branches, sells in both shops while a customer is edited on both sides, syncs,
+//! verifies, and prints what happened. Everything is removed afterwards, also on Ctrl-C or failure.
 
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use pgsync::{ApplyOptions, Catalog, ExportOptions, ExportSession};
-use protocol::payload::{ReadLimits, TableName, read_payload};
+use anyhow::{Context, Result};
+use serde_json::json;
 use testbed::Cluster;
 use testbed::sample::{self, policy};
-use tokio_postgres::Client;
+use tokio::sync::oneshot;
+
+use crate::commands::{self, Output};
+use crate::config::{Config, PolicyConfig, SyncConfig};
 
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,7 +23,7 @@ pub struct DemoArgs {
     /// Products in the office catalogue.
     #[arg(long, default_value_t = 5000)]
     pub products: i64,
-    /// Sales made at the shop.
+    /// Sales made at each shop.
     #[arg(long, default_value_t = 200)]
     pub sales: i64,
     /// Seed of the data generator.
@@ -29,136 +31,183 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-/// What the demo did, printed for the person who ran it.
-#[derive(Debug, Default)]
-pub struct DemoReport {
-    steps: Vec<(String, Duration)>,
-    verified: Vec<(String, i64)>,
+struct Shop {
+    _cluster: Cluster,
+    url: String,
+    client: tokio_postgres::Client,
+    stop: Option<oneshot::Sender<()>>,
+    base: String,
 }
 
-impl fmt::Display for DemoReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "branchsync demo")?;
-        for (step, took) in &self.steps {
-            writeln!(f, "  {step:<70} {:>8.2?}", took)?;
-        }
-        writeln!(f, "verify: every synced table equal at office and shop")?;
-        for (table, rows) in &self.verified {
-            writeln!(f, "  {table:<24} {rows:>8} rows  ok")?;
-        }
-        Ok(())
+/// Removes the demo's password file however the demo ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-fn names(lists: &[&[&str]]) -> Vec<TableName> {
-    lists.concat().iter().filter_map(|t| TableName::parse(t)).collect()
-}
-
-async fn start_database(label: &str) -> Result<(Cluster, String, Client)> {
+async fn cluster(label: &str) -> Result<(Cluster, String, tokio_postgres::Client)> {
     let cluster = tokio::task::spawn_blocking(Cluster::start)
         .await?
         .with_context(|| format!("cannot start the {label} cluster"))?;
     let url = cluster.create_database(label).await?;
     let client = pgsync::connect(&url).await?;
     sample::create_schema(&client).await?;
-    pgsync::schema::install(&client).await?;
     Ok((cluster, url, client))
 }
 
-/// Exports from one database and applies at the other, chunk by chunk through the payload reader, the way the
-/// agent and the controller will. Returns the rows moved and the new cursor.
-async fn transfer(
-    from_url: &str,
-    from_catalog: &Catalog,
-    since: Option<&str>,
-    to: &mut Client,
-    to_catalog: &Catalog,
-    origin: &str,
-    exclude: Option<&str>,
-) -> Result<(u64, String)> {
-    let client = pgsync::connect(from_url).await?;
-    let options = ExportOptions {
-        since: since.map(str::parse).transpose()?,
-        exclude_origin: exclude.map(str::to_owned),
-        ..Default::default()
+async fn start_shop(label: &str, password_hash: &str) -> Result<Shop> {
+    let (cluster, url, client) = cluster(label).await?;
+    let config = shop_agent::Config {
+        listen: "127.0.0.1:0".into(),
+        database_url: url.clone(),
+        users: vec![shop_agent::config::User {
+            name: "office".into(),
+            password_hash: password_hash.into(),
+            role: shop_agent::config::Role::Office,
+        }],
+        tls_cert: None,
+        tls_key: None,
+        limits: Default::default(),
     };
-    let mut session = ExportSession::begin(client, from_catalog.clone(), options).await?;
-    let limits = ReadLimits { max_decompressed_bytes: 16 << 20, allowed_tables: to_catalog.names() };
-    let mut payloads = Vec::new();
-    while let Some(chunk) = session.next_chunk().await? {
-        payloads.push(read_payload(&chunk, &limits)?);
-    }
-    let cursor = session.cursor().to_string();
-    let rows = session.rows();
-    session.finish().await?;
-    let options =
-        ApplyOptions { origin: origin.into(), record_cursor: Some(cursor.clone()), ..ApplyOptions::default() };
-    pgsync::apply(to, to_catalog, &payloads, &options).await?;
-    Ok((rows, cursor))
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(shop_agent::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Shop { _cluster: cluster, url, client, stop: Some(stop), base })
 }
 
-/// Runs the demo and returns its report. The clusters are removed when this returns, also on error.
-pub async fn run(args: DemoArgs) -> Result<DemoReport> {
-    let mut report = DemoReport::default();
-    let mut step = |name: String, started: Instant| report.steps.push((name, started.elapsed()));
-
-    let t = Instant::now();
-    let (_office_cluster, office_url, office) = start_database("office").await?;
-    let (_shop_cluster, shop_url, mut shop) = start_database("shop").await?;
-    step("started two throwaway PostgreSQL clusters (office, shop)".into(), t);
-
-    let t = Instant::now();
-    let data =
-        sample::OfficeData { seed: args.seed, products: args.products, services: 50, persons: 500, parameters: 20 };
-    sample::load_office(&office, data).await?;
-    step(format!("loaded the office: {} products, 50 services, 500 customers", args.products), t);
-
-    // What each side sends and may receive, per the retail policy.
-    let office_sends = names(&[policy::FROM_SOURCE, policy::BOTH, policy::INITIAL]);
-    let shop_sends = names(&[policy::FROM_TARGET, policy::BOTH]);
-    let all = names(&[policy::FROM_SOURCE, policy::FROM_TARGET, policy::BOTH, policy::INITIAL]);
-    let office_out = Catalog::load(&office, &office_sends).await?;
-    let office_in = Catalog::load(&office, &shop_sends).await?;
-    let shop_out = Catalog::load(&shop, &shop_sends).await?;
-    let shop_in = Catalog::load(&shop, &office_sends).await?;
-    for table in office_out.tables() {
-        pgsync::schema::install_capture(&office, table).await?;
+fn retail() -> PolicyConfig {
+    let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+    PolicyConfig {
+        from_source: list(policy::FROM_SOURCE),
+        from_target: list(policy::FROM_TARGET),
+        both: list(policy::BOTH),
+        initial: list(policy::INITIAL),
+        conflict: "office-wins".into(),
+        conflicts: BTreeMap::new(),
+        newer_column: "updated_at".into(),
     }
-    for table in shop_out.tables() {
-        pgsync::schema::install_capture(&shop, table).await?;
+}
+
+fn step(text: &mut String, started: Instant, what: &str) {
+    let _ = writeln!(text, "[{:>6.2}s] {what}", started.elapsed().as_secs_f64());
+}
+
+fn need(out: Output, what: &str) -> Result<Output> {
+    if out.ok { Ok(out) } else { anyhow::bail!("{what} failed:\n{}", out.text) }
+}
+
+/// Runs the demo and returns its report.
+pub async fn run(args: DemoArgs) -> Result<Output> {
+    let started = Instant::now();
+    let mut text =
+        String::from("branchsync demo: one office, two shops, each in its own throwaway PostgreSQL cluster\n\n");
+    let dir = TempDir(std::env::temp_dir().join(format!("branchsync-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let password = format!("demo-{}-{}", std::process::id(), args.seed);
+    let password_file = dir.0.join("agent-password");
+    std::fs::write(&password_file, &password)?;
+    let hash = shop_agent::auth::hash_password(&password)
+        .map_err(|e| anyhow::anyhow!("cannot hash the demo password: {e}"))?;
+
+    let (_office_cluster, office_url, office) = cluster("office").await?;
+    let mut shops = vec![start_shop("shop1", &hash).await?, start_shop("shop2", &hash).await?];
+    step(&mut text, started, "started three clusters and two shop agents");
+
+    sample::load_office(
+        &office,
+        sample::OfficeData { seed: args.seed, products: args.products, services: 50, persons: 500, parameters: 20 },
+    )
+    .await?;
+    step(
+        &mut text,
+        started,
+        &format!("loaded the office: {} products, 50 services, 500 customers, 20 parameters", args.products),
+    );
+
+    let config = Config {
+        database_url: office_url.clone(),
+        policies: [("retail".to_string(), retail())].into(),
+        sync: SyncConfig { retries: 1, ..SyncConfig::default() },
+    };
+    need(commands::init::run(&config).await?, "init")?;
+    for (i, shop) in shops.iter().enumerate() {
+        let add = commands::branch_add::AddArgs {
+            name: format!("shop-{}", i + 1),
+            url: shop.base.clone(),
+            user: "office".into(),
+            password_env: None,
+            password_file: Some(password_file.display().to_string()),
+            policy: "retail".into(),
+            number: Some(i as i64 + 1),
+        };
+        need(commands::branch_add::run(&config, add).await?, "branch add")?;
+        need(commands::branch_init::run(&config, &format!("shop-{}", i + 1)).await?, "branch init")?;
     }
+    step(
+        &mut text,
+        started,
+        "initialised shop-1 and shop-2 (clean, configure, full load, id ranges 10^12 and 2*10^12)",
+    );
 
-    let t = Instant::now();
-    let (rows, push_cursor) = transfer(&office_url, &office_out, None, &mut shop, &shop_in, "office", None).await?;
-    step(format!("initialised the shop: full load of {rows} rows office -> shop"), t);
+    for (i, shop) in shops.iter().enumerate() {
+        sample::sell(&shop.client, args.seed + 10 + i as u64, args.sales, args.products, 50, 500).await?;
+    }
+    // A customer edited on both sides: a conflict the office resolves (office-wins).
+    office.batch_execute("UPDATE person SET email = 'office@example.com', updated_at = now() WHERE id = 7").await?;
+    shops[0]
+        .client
+        .batch_execute("UPDATE person SET phone = '+33 1 23 45 67 89', updated_at = now() WHERE id = 7")
+        .await?;
+    // A new customer at shop-1, to reach shop-2 through the office.
+    shops[0]
+        .client
+        .batch_execute("INSERT INTO person (name, email) VALUES ('Zoé Nouvelle', 'zoe@example.com')")
+        .await?;
+    office.batch_execute("UPDATE product SET price = price + 1 WHERE id <= 100").await?;
+    step(
+        &mut text,
+        started,
+        &format!(
+            "sold {} sales in each shop, edited customer 7 at the office and at shop-1, added a customer at shop-1, repriced 100 products",
+            args.sales
+        ),
+    );
 
-    let t = Instant::now();
-    // Branch 1's id range, so that the shop's sales can never collide with the office's or another shop's.
-    shop.batch_execute("SELECT setval('sale_id_seq', 1000000000000); SELECT setval('payment_id_seq', 1000000000000); SELECT setval('person_id_seq', 1000000000000)").await?;
-    sample::sell(&shop, args.seed + 1, args.sales, args.products, 50, 500).await?;
-    shop.batch_execute("UPDATE person SET phone = '+33 1 00 00 00 01', note = 'moved, new phone' WHERE id = 7").await?;
-    office.batch_execute("UPDATE product SET price = price * 1.10 WHERE id <= 100; UPDATE person SET email = 'vip@example.com' WHERE id = 8").await?;
-    step(format!("sold {} sales at the shop, edited customers at both ends, repriced 100 products", args.sales), t);
+    for round in 1..=2 {
+        let out = commands::sync::run(
+            &config,
+            commands::sync::SyncArgs { branches: vec![], all: true, full: false, dry_run: false },
+        )
+        .await?;
+        let _ = writeln!(text, "\nsync --all, round {round}:\n{}", out.text);
+        need(out, "sync")?;
+    }
+    step(&mut text, started, "synced every branch twice (the second round carries shop-1's new customer on to shop-2)");
 
-    let t = Instant::now();
-    let (rows, _) = transfer(&shop_url, &shop_out, None, &mut { office }, &office_in, "shop-1", Some("office")).await?;
-    step(format!("pulled the shop's activity: {rows} rows shop -> office"), t);
-
-    let t = Instant::now();
-    let (rows, _) =
-        transfer(&office_url, &office_out, Some(&push_cursor), &mut shop, &shop_in, "office", Some("shop-1")).await?;
-    step(format!("pushed the office's changes: {rows} rows office -> shop"), t);
-
-    let office = pgsync::connect(&office_url).await?;
-    let office_all = Catalog::load(&office, &all).await?;
-    let shop_all = Catalog::load(&shop, &all).await?;
-    let ours = pgsync::checksums(&office, office_all.tables()).await?;
-    let theirs = pgsync::checksums(&shop, shop_all.tables()).await?;
-    for (a, b) in ours.iter().zip(&theirs) {
-        if a != b {
-            bail!("table {} differs: office has {} rows, shop {}", a.table, a.rows, b.rows);
+    let mut verified = Vec::new();
+    for name in ["shop-1", "shop-2"] {
+        let out = commands::verify::run(&config, name).await?;
+        let _ = writeln!(text, "\nverify {name}:\n{}", out.text);
+        verified.push(out.json.clone());
+        need(out, "verify")?;
+    }
+    let conflicts = commands::conflicts::run(&config, commands::log::LogArgs { branch: None, limit: 10 }).await?;
+    let _ = writeln!(text, "conflicts recorded:\n{}", conflicts.text);
+    let zoe: i64 =
+        shops[1].client.query_one("SELECT count(*) FROM person WHERE email = 'zoe@example.com'", &[]).await?.get(0);
+    let _ = writeln!(text, "shop-1's new customer at shop-2: {}", if zoe == 1 { "yes" } else { "NO" });
+    step(&mut text, started, "done; removing the clusters");
+    for shop in &mut shops {
+        if let Some(stop) = shop.stop.take() {
+            let _ = stop.send(());
         }
-        report.verified.push((a.table.to_string(), a.rows));
+        let _ = &shop.url;
     }
-    Ok(report)
+    Ok(Output { text, json: json!({"verify": verified, "conflicts": conflicts.json}), ok: zoe == 1 })
 }

@@ -47,6 +47,7 @@ pub async fn export(
         exclude_origin: exclude.map(str::to_owned),
         writer: small_chunks(),
         page_rows: 70,
+        ..Default::default()
     };
     let mut session = ExportSession::begin(client, catalog.clone(), options).await.unwrap();
     let mut chunks = Vec::new();

@@ -1,0 +1,76 @@
+//! `office-controller branch add NAME --url URL --user USER --password-env VAR|--password-file PATH --policy P
+//! [--number N]`: records a branch. The password itself is never stored, only where to find it.
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::commands::Output;
+use crate::config::Config;
+use crate::sync;
+
+/// Arguments of `branch add`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddArgs {
+    /// The branch's name.
+    pub name: String,
+    /// The shop agent's base URL, e.g. https://shop1.example:8080.
+    #[arg(long)]
+    pub url: String,
+    /// The agent user (role office).
+    #[arg(long)]
+    pub user: String,
+    /// Environment variable holding the agent password.
+    #[arg(long, conflicts_with = "password_file")]
+    pub password_env: Option<String>,
+    /// File holding the agent password.
+    #[arg(long)]
+    pub password_file: Option<String>,
+    /// The named policy from the configuration.
+    #[arg(long)]
+    pub policy: String,
+    /// Branch number (its id range starts at number × id_range); default: the next free one.
+    #[arg(long)]
+    pub number: Option<i64>,
+}
+
+/// Runs `branch add`.
+pub async fn run(config: &Config, args: AddArgs) -> Result<Output> {
+    let office = sync::office(config).await?;
+    config.policy(&args.policy, &office).await?;
+    let credential = match (&args.password_env, &args.password_file) {
+        (Some(var), None) => format!("env:{var}"),
+        (None, Some(path)) => format!("file:{path}"),
+        _ => bail!("give the agent password as --password-env VAR or --password-file PATH"),
+    };
+    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
+        bail!("--url must start with http:// or https://");
+    }
+    let number = match args.number {
+        Some(n) if n > 0 => n,
+        Some(_) => bail!("--number must be at least 1 (0 is the office)"),
+        None => office
+            .query_one("SELECT coalesce(max(number), 0) + 1 FROM branchsync.branch_synchronization", &[])
+            .await?
+            .get(0),
+    };
+    if number.checked_mul(config.sync.id_range).and_then(|s| s.checked_add(config.sync.id_range)).is_none() {
+        bail!("branch number {number} times id_range {} does not fit a 64-bit id", config.sync.id_range);
+    }
+    let inserted = office
+        .execute(
+            "INSERT INTO branchsync.branch_synchronization (branch, number, policy, url, username, credential, id_range) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[&args.name, &number, &args.policy, &args.url, &args.user, &credential, &config.sync.id_range],
+        )
+        .await?;
+    if inserted == 0 {
+        bail!("a branch named {} or numbered {number} exists already, see `office-controller branch list`", args.name);
+    }
+    let text = format!(
+        "branch {} added as number {number} (ids from {}), run `office-controller branch init {}` next\n",
+        args.name,
+        number * config.sync.id_range,
+        args.name
+    );
+    Ok(Output::ok(text, json!({"branch": args.name, "number": number, "policy": args.policy, "url": args.url})))
+}

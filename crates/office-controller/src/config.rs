@@ -1,0 +1,268 @@
+//! The controller's configuration: a TOML file, every key overridable by `OFFICE_CONTROLLER__KEY` (nested keys
+//! joined by `__`). Named policies are checked against the office database when a command needs them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use pgsync::{Catalog, Rule};
+use protocol::payload::TableName;
+use serde::Deserialize;
+
+/// Everything the controller needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The office database.
+    pub database_url: String,
+    /// Named policies, e.g. `[policies.retail]`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// How syncs run.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// One named policy as written in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Office → shop tables.
+    #[serde(default)]
+    pub from_source: Vec<String>,
+    /// Shop → office tables.
+    #[serde(default)]
+    pub from_target: Vec<String>,
+    /// Both ways.
+    #[serde(default)]
+    pub both: Vec<String>,
+    /// Office → shop at branch initialisation.
+    #[serde(default)]
+    pub initial: Vec<String>,
+    /// Default conflict rule for `both` tables.
+    #[serde(default = "default_rule")]
+    pub conflict: String,
+    /// Per-table conflict rules.
+    #[serde(default)]
+    pub conflicts: BTreeMap<String, String>,
+    /// The timestamp column that `newer-wins` compares.
+    #[serde(default = "default_newer_column")]
+    pub newer_column: String,
+}
+
+fn default_rule() -> String {
+    "office-wins".into()
+}
+
+fn default_newer_column() -> String {
+    "updated_at".into()
+}
+
+/// How syncs run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Branches synced at once.
+    pub concurrency: usize,
+    /// Timeout of one call to an agent, in seconds.
+    pub timeout_seconds: u64,
+    /// Retries of a call that failed for a transient reason (network, agent busy).
+    pub retries: u32,
+    /// First pause between retries, doubled each time, in milliseconds.
+    pub backoff_ms: u64,
+    /// Uncompressed bytes per uploaded chunk.
+    pub chunk_bytes: usize,
+    /// Size of each branch's id range; branch N owns `N * id_range ..= (N + 1) * id_range - 1`.
+    pub id_range: i64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            concurrency: 8,
+            timeout_seconds: 300,
+            retries: 3,
+            backoff_ms: 500,
+            chunk_bytes: 4 << 20,
+            id_range: 1_000_000_000_000,
+        }
+    }
+}
+
+/// A policy resolved against the office database.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Its name.
+    pub name: String,
+    /// Office → shop.
+    pub from_source: Vec<TableName>,
+    /// Shop → office.
+    pub from_target: Vec<TableName>,
+    /// Both ways.
+    pub both: Vec<TableName>,
+    /// Office → shop once.
+    pub initial: Vec<TableName>,
+    /// Conflict rule per `both` table.
+    pub rules: BTreeMap<TableName, Rule>,
+    /// The column `newer-wins` compares.
+    pub newer_column: String,
+}
+
+impl Policy {
+    /// Every table of the policy.
+    pub fn all(&self) -> Vec<TableName> {
+        [self.from_source.clone(), self.from_target.clone(), self.both.clone(), self.initial.clone()].concat()
+    }
+
+    /// What the office sends in a sync: `from_source` and `both`.
+    pub fn pushed(&self) -> Vec<TableName> {
+        [self.from_source.clone(), self.both.clone()].concat()
+    }
+
+    /// What the office sends at initialisation: `from_source`, `both` and `initial`.
+    pub fn initial_load(&self) -> Vec<TableName> {
+        [self.from_source.clone(), self.both.clone(), self.initial.clone()].concat()
+    }
+
+    /// What the shop sends: `from_target` and `both`.
+    pub fn pulled(&self) -> Vec<TableName> {
+        [self.from_target.clone(), self.both.clone()].concat()
+    }
+
+    /// The policy as handed to a shop with `configure`.
+    pub fn spec(&self, branch: &str, id_range: i64) -> agent_client::PolicySpec {
+        let names = |l: &[TableName]| l.iter().map(|t| t.to_string()).collect();
+        agent_client::PolicySpec {
+            branch: branch.into(),
+            from_source: names(&self.from_source),
+            from_target: names(&self.from_target),
+            both: names(&self.both),
+            initial: names(&self.initial),
+            id_range,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` and applies `OFFICE_CONTROLLER__*` environment overrides.
+    pub fn load(path: &Path) -> Result<Config> {
+        let config: Config = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("OFFICE_CONTROLLER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        if config.sync.concurrency == 0 || config.sync.id_range <= 0 || config.sync.chunk_bytes == 0 {
+            bail!("invalid [sync] settings: concurrency, id_range and chunk_bytes must be greater than zero");
+        }
+        Ok(config)
+    }
+
+    /// The named policy, checked against the office database: no table in two lists, every table present with
+    /// a primary key, no foreign key to a table that does not reach every side where the referencing table is
+    /// written, known conflict rules, and the `newer-wins` column present.
+    pub async fn policy(&self, name: &str, office: &tokio_postgres::Client) -> Result<Policy> {
+        let p = self
+            .policies
+            .get(name)
+            .with_context(|| format!("no policy named {name} in the configuration, add [policies.{name}]"))?;
+        let parse = |list: &[String]| -> Result<Vec<TableName>> {
+            list.iter()
+                .map(|t| TableName::parse(t).with_context(|| format!("policy {name}: {t:?} is not a table name")))
+                .collect()
+        };
+        let policy = Policy {
+            name: name.into(),
+            from_source: parse(&p.from_source)?,
+            from_target: parse(&p.from_target)?,
+            both: parse(&p.both)?,
+            initial: parse(&p.initial)?,
+            rules: BTreeMap::new(),
+            newer_column: p.newer_column.clone(),
+        };
+        let mut seen = BTreeSet::new();
+        for t in policy.all() {
+            if !seen.insert(t.clone()) {
+                bail!("policy {name}: table {t} is in more than one list");
+            }
+        }
+        let catalog = Catalog::load(office, &policy.all()).await.with_context(|| format!("policy {name}"))?;
+        // Tables that exist on the side receiving a row of each list.
+        let at_shop: BTreeSet<TableName> =
+            [policy.from_source.clone(), policy.both.clone(), policy.initial.clone()].concat().into_iter().collect();
+        for table in catalog.tables() {
+            let sent_to_shops = !policy.from_target.contains(&table.name);
+            for fk in &table.foreign_keys {
+                if fk.references == table.name {
+                    continue;
+                }
+                if !seen.contains(&fk.references) {
+                    bail!(
+                        "policy {name}: table {} references {}, which is in no list: add it to the policy",
+                        table.name,
+                        fk.references
+                    );
+                }
+                if sent_to_shops && !at_shop.contains(&fk.references) {
+                    bail!(
+                        "policy {name}: table {} goes to the shops but references {}, which only flows from the shops: move one of them",
+                        table.name,
+                        fk.references
+                    );
+                }
+            }
+        }
+        let default = Rule::parse(&p.conflict).with_context(|| {
+            format!("policy {name}: unknown conflict rule {:?}, use office-wins, shop-wins or newer-wins", p.conflict)
+        })?;
+        let mut rules: BTreeMap<TableName, Rule> = policy.both.iter().map(|t| (t.clone(), default)).collect();
+        for (table, rule) in &p.conflicts {
+            let t = TableName::parse(table).with_context(|| format!("policy {name}: {table:?} is not a table name"))?;
+            if !policy.both.contains(&t) {
+                bail!("policy {name}: conflict rule for {t}, which is not a `both` table");
+            }
+            let r =
+                Rule::parse(rule).with_context(|| format!("policy {name}: unknown conflict rule {rule:?} for {t}"))?;
+            rules.insert(t, r);
+        }
+        for (t, r) in &rules {
+            if *r == Rule::NewerWins && catalog.get(t).and_then(|i| i.column_type(&policy.newer_column)).is_none() {
+                bail!(
+                    "policy {name}: newer-wins on {t} needs a column {} to compare, add it or set newer_column",
+                    policy.newer_column
+                );
+            }
+        }
+        Ok(Policy { rules, ..policy })
+    }
+}
+
+/// A commented example configuration.
+pub const EXAMPLE_CONFIG: &str = r#"# office-controller configuration. Every key can be overridden as OFFICE_CONTROLLER__KEY
+# (nested keys joined by "__", e.g. OFFICE_CONTROLLER__SYNC__CONCURRENCY=16).
+database_url = "host=/var/run/postgresql dbname=office user=branchsync"
+
+[policies.retail]
+from_source = ["product", "service"]
+from_target = ["sale", "sale_item", "payment"]
+both = ["person"]
+initial = ["parameter"]
+conflict = "office-wins"          # office-wins | shop-wins | newer-wins
+newer_column = "updated_at"       # compared by newer-wins
+
+[policies.retail.conflicts]
+# person = "newer-wins"
+
+[sync]
+concurrency = 8
+timeout_seconds = 300
+retries = 3
+backoff_ms = 500
+chunk_bytes = 4194304
+id_range = 1000000000000
+"#;

@@ -1,0 +1,48 @@
+//! What a command prints: a table for people, JSON for scripts (`--json`), and whether all went well.
+
+use std::fmt::Write;
+
+/// A command's result.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Human-readable text.
+    pub text: String,
+    /// The same data for scripts.
+    pub json: serde_json::Value,
+    /// False when something failed; the process then exits non-zero.
+    pub ok: bool,
+}
+
+impl Output {
+    /// A successful output.
+    pub fn ok(text: String, json: serde_json::Value) -> Output {
+        Output { text, json, ok: true }
+    }
+}
+
+/// Renders rows as a plain text table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(&mut out, &header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    line(&mut out, &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+    for row in rows {
+        line(&mut out, row);
+    }
+    out
+}

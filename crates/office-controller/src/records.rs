@@ -1,0 +1,161 @@
+//! The office's own records in its database: `branch_synchronization` (Stoq's BranchSynchronization, with the
+//! cursors and the agent's address), the sync log, and access to the conflicts the apply layer records.
+
+use anyhow::{Context, Result, bail};
+use tokio_postgres::{Client, GenericClient, Row};
+
+const OFFICE_SQL: &str = "
+CREATE TABLE IF NOT EXISTS branchsync.branch_synchronization (
+    branch text PRIMARY KEY,
+    number bigint NOT NULL UNIQUE CHECK (number > 0),
+    policy text NOT NULL,
+    url text NOT NULL,
+    username text NOT NULL,
+    credential text NOT NULL,
+    id_range bigint NOT NULL CHECK (id_range > 0),
+    push_cursor text,
+    pull_cursor text,
+    timestamp timestamptz,
+    initialised_at timestamptz,
+    last_attempt timestamptz,
+    last_error text
+);
+CREATE TABLE IF NOT EXISTS branchsync.sync_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    branch text NOT NULL,
+    tbl text NOT NULL,
+    direction text NOT NULL,
+    rows bigint NOT NULL DEFAULT 0,
+    bytes bigint,
+    result text NOT NULL,
+    message text
+);
+CREATE INDEX IF NOT EXISTS sync_log_branch ON branchsync.sync_log (branch, id);
+";
+
+/// Installs the office's tables (after `pgsync::schema::install`).
+pub async fn install(client: &Client) -> Result<()> {
+    client.batch_execute(OFFICE_SQL).await.context("cannot create the office's sync tables")
+}
+
+/// One branch as the office knows it.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    /// Its name.
+    pub name: String,
+    /// Branch number; its id range starts at `number * id_range`.
+    pub number: i64,
+    /// The policy's name.
+    pub policy: String,
+    /// The agent's base URL.
+    pub url: String,
+    /// The agent user.
+    pub username: String,
+    /// Where the password is: `env:VAR` or `file:PATH`.
+    pub credential: String,
+    /// Size of the id range.
+    pub id_range: i64,
+    /// The office cursor the shop has applied, as last recorded.
+    pub push_cursor: Option<String>,
+    /// The shop cursor the office has applied.
+    pub pull_cursor: Option<String>,
+    /// Last successful sync.
+    pub timestamp: Option<String>,
+    /// When `branch init` completed.
+    pub initialised_at: Option<String>,
+    /// The last error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
+     to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error";
+
+fn branch(r: &Row) -> Branch {
+    Branch {
+        name: r.get(0),
+        number: r.get(1),
+        policy: r.get(2),
+        url: r.get(3),
+        username: r.get(4),
+        credential: r.get(5),
+        id_range: r.get(6),
+        push_cursor: r.get(7),
+        pull_cursor: r.get(8),
+        timestamp: r.get(9),
+        initialised_at: r.get(10),
+        last_error: r.get(11),
+    }
+}
+
+impl Branch {
+    /// The first id of the branch's range.
+    pub fn id_start(&self) -> i64 {
+        self.number.saturating_mul(self.id_range)
+    }
+
+    /// The agent password, read from where the credential reference points.
+    pub fn password(&self) -> Result<String> {
+        if let Some(var) = self.credential.strip_prefix("env:") {
+            std::env::var(var).with_context(|| {
+                format!("branch {}: environment variable {var} with the agent password is not set", self.name)
+            })
+        } else if let Some(path) = self.credential.strip_prefix("file:") {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("branch {}: cannot read the password file {path}", self.name))?;
+            Ok(text.trim_end_matches(['\n', '\r']).to_string())
+        } else {
+            bail!("branch {}: credential {:?} must be env:VAR or file:PATH", self.name, self.credential)
+        }
+    }
+}
+
+/// Every branch, by name.
+pub async fn branches(client: &impl GenericClient) -> Result<Vec<Branch>> {
+    let rows = client
+        .query(&format!("SELECT {COLUMNS} FROM branchsync.branch_synchronization ORDER BY branch"), &[])
+        .await
+        .context("cannot read the branches; has `office-controller init` run on this database?")?;
+    Ok(rows.iter().map(branch).collect())
+}
+
+/// One branch by name.
+pub async fn find(client: &impl GenericClient, name: &str) -> Result<Branch> {
+    let row = client
+        .query_opt(&format!("SELECT {COLUMNS} FROM branchsync.branch_synchronization WHERE branch = $1"), &[&name])
+        .await
+        .context("cannot read the branches; has `office-controller init` run on this database?")?;
+    row.map(|r| branch(&r)).with_context(|| format!("no branch named {name}, see `office-controller branch list`"))
+}
+
+/// One sync-log row.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    /// The branch.
+    pub branch: &'a str,
+    /// `schema.table`, or `*` for the whole exchange.
+    pub table: &'a str,
+    /// `pull`, `push`, `sync` or `init`.
+    pub direction: &'a str,
+    /// Rows moved.
+    pub rows: i64,
+    /// Compressed bytes, when known.
+    pub bytes: Option<i64>,
+    /// `ok`, `error` or `fallback`.
+    pub result: &'a str,
+    /// What an operator should know.
+    pub message: &'a str,
+}
+
+/// Appends a sync-log row.
+pub async fn log(client: &impl GenericClient, e: LogEntry<'_>) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO branchsync.sync_log (branch, tbl, direction, rows, bytes, result, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&e.branch, &e.table, &e.direction, &e.rows, &e.bytes, &e.result, &e.message],
+        )
+        .await
+        .context("cannot write the sync log")?;
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! The sync cycle of one branch, top-down in one place (BRIEF §4): take the branch's advisory lock, pull the
+//! shop's changes (the `diff` loop, each chunk applied with conflicts decided and the pull cursor in one
+//! transaction), push the office's changes since what the shop has applied (one upload session applied by the
+//! shop in one transaction with the office cursor), record `branch_synchronization` and the sync log.
+//! `branch init` shares the upload path. Nothing here returns early without saying why in the report.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use agent_client::{AgentClient, ClientError};
+use anyhow::{Context, Result, anyhow};
+use pgsync::{ApplyOptions, Catalog, ConflictCheck, ExportOptions, ExportSession};
+use protocol::cursor::Cursor;
+use protocol::fault::FaultCode;
+use protocol::payload::{ReadLimits, TableName, WriterConfig, read_payload};
+use tokio_postgres::Client;
+
+use crate::config::{Config, Policy, SyncConfig};
+use crate::records::{self, Branch, LogEntry};
+
+/// How a sync runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Push a complete image of the office's tables; the shop deletes `from_source` rows the office lacks.
+    pub full: bool,
+    /// Read and count, change nothing on either side.
+    pub dry_run: bool,
+}
+
+/// Rows moved for one table in one direction.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Moved {
+    /// Rows upserted or deleted.
+    pub rows: u64,
+    /// Conflicts decided.
+    pub conflicts: u64,
+}
+
+/// What happened to one branch.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BranchReport {
+    /// The branch.
+    pub branch: String,
+    /// Whether everything went well.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// Per `(table, direction)`.
+    pub tables: BTreeMap<String, BTreeMap<&'static str, Moved>>,
+    /// Compressed payload bytes from the shop.
+    pub bytes_pulled: u64,
+    /// Compressed payload bytes to the shop.
+    pub bytes_pushed: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Things worth knowing (fallbacks, skipped work).
+    pub notes: Vec<String>,
+}
+
+impl BranchReport {
+    fn add(&mut self, table: &TableName, direction: &'static str, rows: u64, conflicts: u64) {
+        let moved = self.tables.entry(table.to_string()).or_default().entry(direction).or_default();
+        moved.rows += rows;
+        moved.conflicts += conflicts;
+    }
+
+    /// Total conflicts.
+    pub fn conflicts(&self) -> u64 {
+        self.tables.values().flat_map(|d| d.values()).map(|m| m.conflicts).sum()
+    }
+}
+
+/// Connects to the office database.
+pub async fn office(config: &Config) -> Result<Client> {
+    pgsync::connect(&config.database_url).await.context("cannot connect to the office database (database_url)")
+}
+
+/// A client of the branch's agent.
+pub fn agent(branch: &Branch, sync: &SyncConfig) -> Result<AgentClient> {
+    let password = branch.password()?;
+    AgentClient::new(&branch.url, &branch.username, &password, Duration::from_secs(sync.timeout_seconds))
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// Runs `call` again after transient failures (network, agent busy), with doubling pauses; authentication
+/// failures and refusals are returned at once.
+pub async fn retry<T, F, Fut>(sync: &SyncConfig, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let mut pause = Duration::from_millis(sync.backoff_ms);
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && attempt < sync.retries => {
+                attempt += 1;
+                tracing::info!(error = %e, attempt, "transient failure, retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Explains a client error in the words an operator needs.
+fn explain(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Auth => anyhow!("{e}; not retried"),
+        other => anyhow!("{other}"),
+    }
+}
+
+/// Syncs one branch and records the outcome; errors end up in the report and the branch's record, never in a
+/// panic or an early exit of the other branches.
+pub async fn sync_branch(config: &Config, branch: &Branch, policy: &Policy, options: SyncOptions) -> BranchReport {
+    let started = Instant::now();
+    let span = tracing::info_span!("sync", branch = %branch.name, full = options.full, dry_run = options.dry_run);
+    let _guard = span.enter();
+    let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
+    let outcome = run_sync(config, branch, policy, options, &mut report).await;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.ok = outcome.is_ok();
+    report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    if !options.dry_run
+        && let Err(e) = record_outcome(config, branch, &report, "sync").await
+    {
+        report.ok = false;
+        report.error = Some(format!("{e:#}"));
+    }
+    report
+}
+
+async fn run_sync(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    options: SyncOptions,
+    report: &mut BranchReport,
+) -> Result<()> {
+    if branch.initialised_at.is_none() {
+        anyhow::bail!("branch {} is not initialised, run `office-controller branch init {}`", branch.name, branch.name);
+    }
+    // One sync per branch at a time, across controllers: a session lock that dies with this connection.
+    let lock = office(config).await?;
+    let locked: bool = lock
+        .query_one("SELECT pg_try_advisory_lock(hashtext('branchsync'), $1::int)", &[&(branch.number as i32)])
+        .await?
+        .get(0);
+    if !locked {
+        anyhow::bail!("another controller is syncing branch {} right now, try again when it is done", branch.name);
+    }
+    let agent = agent(branch, &config.sync)?;
+    pull(config, branch, policy, &agent, options, report).await.context("pull")?;
+    push(config, branch, policy, &agent, options, report).await.context("push")?;
+    drop(lock);
+    Ok(())
+}
+
+/// Pull: `diff` loops from the recorded pull cursor until one brings nothing (each loop's start acknowledges
+/// the previous one, so the shop purges and stops deferring what the office has). Each chunk is applied with
+/// its conflicts decided, and the last chunk of a loop together with the new pull cursor.
+async fn pull(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    agent: &AgentClient,
+    options: SyncOptions,
+    report: &mut BranchReport,
+) -> Result<()> {
+    let mut office = office(config).await?;
+    let tables = policy.pulled();
+    let catalog = Catalog::load(&office, &tables).await?;
+    let limits = ReadLimits { max_decompressed_bytes: 1 << 30, allowed_tables: tables.iter().cloned().collect() };
+    let check = ConflictCheck {
+        branch: branch.name.clone(),
+        unsent_since: branch.push_cursor.as_deref().and_then(|c| c.parse::<Cursor>().ok()).map(|c| c.snapshot),
+        rules: policy.rules.clone(),
+        newer_column: policy.newer_column.clone(),
+    };
+    let mut since = branch.pull_cursor.clone().unwrap_or_default();
+    for _ in 0..3 {
+        let mut cursor = since.clone();
+        let mut loop_rows = 0u64;
+        loop {
+            let answer = match retry(&config.sync, || agent.diff(&cursor)).await {
+                Err(e) if e.fault() == Some(FaultCode::CursorRefused) && !cursor.is_empty() => {
+                    report.notes.push(format!("pull cursor refused by the shop ({e}); fell back to a full pull"));
+                    if !options.dry_run {
+                        let message = "cursor refused, full pull";
+                        let entry = LogEntry {
+                            branch: &branch.name,
+                            table: "*",
+                            direction: "pull",
+                            rows: 0,
+                            bytes: None,
+                            result: "fallback",
+                            message,
+                        };
+                        records::log(&office, entry).await?;
+                    }
+                    cursor.clear();
+                    since.clear();
+                    continue;
+                }
+                other => other.map_err(explain)?,
+            };
+            report.bytes_pulled += answer.data.len() as u64;
+            let payload = read_payload(&answer.data, &limits)
+                .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
+            if options.dry_run {
+                for s in &payload.statements {
+                    let n = match s {
+                        protocol::payload::Statement::Upsert { rows, .. }
+                        | protocol::payload::Statement::Delete { rows, .. } => rows.len() as u64,
+                    };
+                    report.add(s.table(), "pull", n, 0);
+                    loop_rows += n;
+                }
+            } else {
+                let tx = office.transaction().await?;
+                let apply =
+                    ApplyOptions { origin: branch.name.clone(), conflicts: Some(check.clone()), ..Default::default() };
+                let applied = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &apply).await?;
+                if !answer.more {
+                    tx.execute(
+                        "UPDATE branchsync.branch_synchronization SET pull_cursor = $2 WHERE branch = $1",
+                        &[&branch.name, &answer.cursor],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                for (table, c) in &applied.tables {
+                    report.add(table, "pull", c.upserted + c.deleted + c.conflicts, c.conflicts);
+                    loop_rows += c.upserted + c.deleted + c.conflicts;
+                }
+            }
+            cursor = answer.cursor;
+            if !answer.more {
+                break;
+            }
+        }
+        since = cursor;
+        if loop_rows == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Push: the office's changes since the cursor the shop itself recorded with its last applied upload (the
+/// shop's record commits with the data, so it is right even when the office died before recording its own),
+/// less the shop's own changes, as one upload session.
+async fn push(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    agent: &AgentClient,
+    options: SyncOptions,
+    report: &mut BranchReport,
+) -> Result<()> {
+    let office = office(config).await?;
+    let identity = pgsync::schema::identity(&office).await?;
+    let status = retry(&config.sync, || agent.status()).await.map_err(explain)?;
+    let shop_cursor = match status.get("last_office_cursor") {
+        Some(dxr::Value::String(c)) => c.clone(),
+        _ => String::new(),
+    };
+    let base = if options.full {
+        None
+    } else {
+        match shop_cursor.parse::<Cursor>().ok().and_then(|c| c.check_issuer(&identity).ok()) {
+            Some(c) => Some(c),
+            None => {
+                report.notes.push("the shop holds no office cursor of this database; pushing everything".into());
+                None
+            }
+        }
+    };
+    let tables = policy.pushed();
+    let catalog = Catalog::load(&office, &tables).await?;
+    let export = ExportOptions {
+        since: base,
+        exclude_origin: Some(branch.name.clone()),
+        writer: WriterConfig { chunk_bytes: config.sync.chunk_bytes, ..Default::default() },
+        replace: if options.full { policy.from_source.clone() } else { Vec::new() },
+        ..Default::default()
+    };
+    let (cursor, per_table, bytes) =
+        upload(config, agent, pgsync::connect(&config.database_url).await?, catalog, export, options.dry_run).await?;
+    report.bytes_pushed += bytes;
+    for (table, n) in per_table {
+        report.add(&table, "push", n, 0);
+    }
+    if !options.dry_run {
+        office
+            .execute(
+                "UPDATE branchsync.branch_synchronization SET push_cursor = $2 WHERE branch = $1",
+                &[&branch.name, &cursor],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
+/// transaction. Returns the export's cursor, rows per table and compressed bytes. With `dry_run` nothing is
+/// sent.
+pub async fn upload(
+    config: &Config,
+    agent: &AgentClient,
+    client: Client,
+    catalog: Catalog,
+    export: ExportOptions,
+    dry_run: bool,
+) -> Result<(String, Vec<(TableName, u64)>, u64)> {
+    let mut session = ExportSession::begin(client, catalog, export).await?;
+    let sid = if dry_run { 0 } else { retry(&config.sync, || agent.sql_prepare()).await.map_err(explain)? };
+    let mut bytes = 0u64;
+    while let Some(chunk) = session.next_chunk().await? {
+        bytes += chunk.len() as u64;
+        if !dry_run {
+            // A retried chunk may be staged twice; applying it twice is harmless (upserts and deletes by key).
+            retry(&config.sync, || agent.sql_create(sid, chunk.clone())).await.map_err(explain)?;
+        }
+    }
+    let cursor = session.cursor().to_string();
+    let per_table = session.table_rows().to_vec();
+    session.finish().await?;
+    if !dry_run {
+        retry(&config.sync, || agent.sql_finish(sid)).await.map_err(explain)?;
+    }
+    Ok((cursor, per_table, bytes))
+}
+
+/// Writes the sync log and the branch's record for a finished attempt.
+pub async fn record_outcome(config: &Config, branch: &Branch, report: &BranchReport, what: &str) -> Result<()> {
+    let office = office(config).await?;
+    for (table, directions) in &report.tables {
+        for (direction, moved) in directions {
+            let message = if moved.conflicts > 0 { format!("{} conflicts", moved.conflicts) } else { String::new() };
+            let entry = LogEntry {
+                branch: &branch.name,
+                table,
+                direction,
+                rows: moved.rows as i64,
+                bytes: None,
+                result: "ok",
+                message: &message,
+            };
+            records::log(&office, entry).await?;
+        }
+    }
+    let (result, message) = match &report.error {
+        None => ("ok", report.notes.join("; ")),
+        Some(e) => ("error", e.clone()),
+    };
+    let bytes = (report.bytes_pulled + report.bytes_pushed) as i64;
+    records::log(
+        &office,
+        LogEntry {
+            branch: &branch.name,
+            table: "*",
+            direction: what,
+            rows: 0,
+            bytes: Some(bytes),
+            result,
+            message: &message,
+        },
+    )
+    .await?;
+    if report.error.is_none() {
+        office
+            .execute(
+                "UPDATE branchsync.branch_synchronization SET timestamp = now(), last_attempt = now(), last_error = NULL WHERE branch = $1",
+                &[&branch.name],
+            )
+            .await?;
+    } else {
+        office
+            .execute(
+                "UPDATE branchsync.branch_synchronization SET last_attempt = now(), last_error = $2 WHERE branch = $1",
+                &[&branch.name, &message],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// After a run: deletes the office change-log rows that every branch has acknowledged (applied and recorded).
+pub async fn purge_acknowledged(config: &Config) -> Result<u64> {
+    let office = office(config).await?;
+    let branches = records::branches(&office).await?;
+    let mut cursors = Vec::new();
+    for b in &branches {
+        match b.push_cursor.as_deref().and_then(|c| c.parse::<Cursor>().ok()) {
+            Some(c) => cursors.push(c),
+            // A branch that has applied nothing acknowledges nothing.
+            None => return Ok(0),
+        }
+    }
+    Ok(pgsync::schema::purge(&office, &cursors).await?)
+}
