@@ -23,8 +23,9 @@ fn the_demo_runs_and_verifies_every_synced_table() {
     ] {
         let line = stdout
             .lines()
-            .find(|l| l.trim_start().starts_with(table))
-            .unwrap_or_else(|| panic!("{table} missing:\n{stdout}"));
+            .find(|l| l.trim_start().starts_with(table) && l.contains("  ok"))
+            .unwrap_or_else(|| panic!("{table} not verified:\n{stdout}"));
         assert!(line.trim_end().ends_with("ok"), "{line}");
     }
+    assert!(stdout.contains("shop-1's new customer at shop-2: yes"), "{stdout}");
 }

@@ -1,4 +1,6 @@
 //! End-to-end tests: the real binaries, started as a user would start them, against throwaway clusters.
 
+mod crash;
 mod demo;
+mod flows;
 mod support;
