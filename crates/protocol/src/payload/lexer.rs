@@ -1,1 +1,0 @@
-//! Tokenizer for the payload grammar (to be written).
