@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries, started as a user would start them, against throwaway clusters.
 
+mod agent_cli;
 mod crash;
 mod demo;
 mod flows;

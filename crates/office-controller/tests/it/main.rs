@@ -1,0 +1,3 @@
+//! Integration tests of the controller's library against a real office database.
+
+mod policy;
