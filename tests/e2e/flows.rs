@@ -140,6 +140,9 @@ async fn drift_is_found_and_repaired_and_a_down_shop_does_not_stop_the_other() {
     let (ok, report) = fleet.verify("shop-1");
     assert!(!ok);
     assert_eq!(report["drift"], 1, "{report:#}");
+    let dry = fleet.ctl(&["--json", "sync", "--dry-run", "--full", "shop-1"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert_eq!(count(&a.db, "SELECT count(*) FROM product WHERE id = 777").await, 1, "a dry run changes nothing");
     let out = fleet.ctl(&["sync", "--full", "shop-1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(&a.db, "SELECT count(*) FROM product WHERE id = 777").await, 0, "extras deleted");
@@ -167,4 +170,17 @@ async fn drift_is_found_and_repaired_and_a_down_shop_does_not_stop_the_other() {
     fleet.shops[1].start_agent();
     fleet.sync_all();
     fleet.assert_all_verified();
+
+    // Branches come and go by name.
+    let password = fleet.dir.join("password").display().to_string();
+    let add = fleet.ctl(&["branch", "add", "ghost", "--url", "http://127.0.0.1:9", "--user", "office", "--password-file", &password, "--policy", "retail"]);
+    assert!(add.status.success(), "{}", text(&add));
+    let dup = fleet.ctl(&["branch", "add", "ghost", "--url", "http://127.0.0.1:9", "--user", "office", "--password-file", &password, "--policy", "retail"]);
+    assert!(!dup.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&fleet.ctl(&["--json", "branch", "list"]).stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert!(!fleet.ctl(&["sync", "ghost"]).status.success(), "an uninitialised branch is refused");
+    assert!(fleet.ctl(&["branch", "remove", "ghost"]).status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&fleet.ctl(&["--json", "branch", "list"]).stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
 }
