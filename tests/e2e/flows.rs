@@ -173,9 +173,33 @@ async fn drift_is_found_and_repaired_and_a_down_shop_does_not_stop_the_other() {
 
     // Branches come and go by name.
     let password = fleet.dir.join("password").display().to_string();
-    let add = fleet.ctl(&["branch", "add", "ghost", "--url", "http://127.0.0.1:9", "--user", "office", "--password-file", &password, "--policy", "retail"]);
+    let add = fleet.ctl(&[
+        "branch",
+        "add",
+        "ghost",
+        "--url",
+        "http://127.0.0.1:9",
+        "--user",
+        "office",
+        "--password-file",
+        &password,
+        "--policy",
+        "retail",
+    ]);
     assert!(add.status.success(), "{}", text(&add));
-    let dup = fleet.ctl(&["branch", "add", "ghost", "--url", "http://127.0.0.1:9", "--user", "office", "--password-file", &password, "--policy", "retail"]);
+    let dup = fleet.ctl(&[
+        "branch",
+        "add",
+        "ghost",
+        "--url",
+        "http://127.0.0.1:9",
+        "--user",
+        "office",
+        "--password-file",
+        &password,
+        "--policy",
+        "retail",
+    ]);
     assert!(!dup.status.success());
     let listed: serde_json::Value = serde_json::from_slice(&fleet.ctl(&["--json", "branch", "list"]).stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3);

@@ -71,6 +71,66 @@ impl BranchReport {
     }
 }
 
+/// Progress of one branch's transfer: a live line when stderr is a terminal (indicatif), otherwise a log line
+/// (`-v`) at most every five seconds, so a long initial load never runs without a word.
+#[derive(Clone)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Arc<std::sync::Mutex<Instant>>,
+}
+
+impl Progress {
+    /// Log lines only.
+    pub fn quiet() -> Progress {
+        Progress { bar: None, last: std::sync::Arc::new(std::sync::Mutex::new(Instant::now())) }
+    }
+
+    /// A live line in `multi`.
+    pub fn line(multi: &indicatif::MultiProgress, branch: &str) -> Progress {
+        let bar = multi.add(indicatif::ProgressBar::new_spinner());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix:<12} {msg} [{elapsed}]") {
+            bar.set_style(style);
+        }
+        bar.set_prefix(branch.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress { bar: Some(bar), ..Progress::quiet() }
+    }
+
+    /// Shows where a transfer stands.
+    pub fn update_public(&self, branch: &str, phase: &str, report: &BranchReport) {
+        self.update(branch, phase, report);
+    }
+
+    fn update(&self, branch: &str, phase: &str, report: &BranchReport) {
+        let rows = |d: &str| report.tables.values().filter_map(|t| t.get(d)).map(|m| m.rows).sum::<u64>();
+        let message = format!(
+            "{phase}: pulled {} rows / {} B, pushed {} rows / {} B",
+            rows("pull"),
+            report.bytes_pulled,
+            rows("push"),
+            report.bytes_pushed
+        );
+        match &self.bar {
+            Some(bar) => bar.set_message(message),
+            None => {
+                if let Ok(mut last) = self.last.lock()
+                    && last.elapsed() >= Duration::from_secs(5)
+                {
+                    *last = Instant::now();
+                    tracing::info!(branch, "{message}");
+                }
+            }
+        }
+    }
+
+    /// Ends the line with the outcome.
+    pub fn finish(&self, report: &BranchReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(if report.ok { "done".to_string() } else { "FAILED".to_string() });
+        }
+    }
+}
+
 /// Connects to the office database.
 pub async fn office(config: &Config) -> Result<Client> {
     pgsync::connect(&config.database_url).await.context("cannot connect to the office database (database_url)")
@@ -115,12 +175,18 @@ fn explain(e: ClientError) -> anyhow::Error {
 
 /// Syncs one branch and records the outcome; errors end up in the report and the branch's record, never in a
 /// panic or an early exit of the other branches.
-pub async fn sync_branch(config: &Config, branch: &Branch, policy: &Policy, options: SyncOptions) -> BranchReport {
+pub async fn sync_branch(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    options: SyncOptions,
+    progress: &Progress,
+) -> BranchReport {
     let started = Instant::now();
     let span = tracing::info_span!("sync", branch = %branch.name, full = options.full, dry_run = options.dry_run);
     let _guard = span.enter();
     let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
-    let outcome = run_sync(config, branch, policy, options, &mut report).await;
+    let outcome = run_sync(config, branch, policy, options, &mut report, progress).await;
     report.seconds = started.elapsed().as_secs_f64();
     report.ok = outcome.is_ok();
     report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
@@ -130,6 +196,7 @@ pub async fn sync_branch(config: &Config, branch: &Branch, policy: &Policy, opti
         report.ok = false;
         report.error = Some(format!("{e:#}"));
     }
+    progress.finish(&report);
     report
 }
 
@@ -139,6 +206,7 @@ async fn run_sync(
     policy: &Policy,
     options: SyncOptions,
     report: &mut BranchReport,
+    progress: &Progress,
 ) -> Result<()> {
     if branch.initialised_at.is_none() {
         anyhow::bail!("branch {} is not initialised, run `office-controller branch init {}`", branch.name, branch.name);
@@ -153,8 +221,8 @@ async fn run_sync(
         anyhow::bail!("another controller is syncing branch {} right now, try again when it is done", branch.name);
     }
     let agent = agent(branch, &config.sync)?;
-    pull(config, branch, policy, &agent, options, report).await.context("pull")?;
-    push(config, branch, policy, &agent, options, report).await.context("push")?;
+    pull(config, branch, policy, &agent, options, report, progress).await.context("pull")?;
+    push(config, branch, policy, &agent, options, report, progress).await.context("push")?;
     drop(lock);
     Ok(())
 }
@@ -169,6 +237,7 @@ async fn pull(
     agent: &AgentClient,
     options: SyncOptions,
     report: &mut BranchReport,
+    progress: &Progress,
 ) -> Result<()> {
     let mut office = office(config).await?;
     let tables = policy.pulled();
@@ -237,6 +306,7 @@ async fn pull(
                     loop_rows += c.upserted + c.deleted + c.conflicts;
                 }
             }
+            progress.update(&branch.name, "pull", report);
             cursor = answer.cursor;
             if !answer.more {
                 break;
@@ -260,6 +330,7 @@ async fn push(
     agent: &AgentClient,
     options: SyncOptions,
     report: &mut BranchReport,
+    progress: &Progress,
 ) -> Result<()> {
     let office = office(config).await?;
     let identity = pgsync::schema::identity(&office).await?;
@@ -288,8 +359,14 @@ async fn push(
         replace: if options.full { policy.from_source.clone() } else { Vec::new() },
         ..Default::default()
     };
+    let client = pgsync::connect(&config.database_url).await?;
+    let mut shown = report.clone();
+    let mut on_chunk = |bytes: u64| {
+        shown.bytes_pushed += bytes;
+        progress.update(&branch.name, "push", &shown);
+    };
     let (cursor, per_table, bytes) =
-        upload(config, agent, pgsync::connect(&config.database_url).await?, catalog, export, options.dry_run).await?;
+        upload(config, agent, client, catalog, export, options.dry_run, &mut on_chunk).await?;
     report.bytes_pushed += bytes;
     for (table, n) in per_table {
         report.add(&table, "push", n, 0);
@@ -315,12 +392,14 @@ pub async fn upload(
     catalog: Catalog,
     export: ExportOptions,
     dry_run: bool,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(String, Vec<(TableName, u64)>, u64)> {
     let mut session = ExportSession::begin(client, catalog, export).await?;
     let sid = if dry_run { 0 } else { retry(&config.sync, || agent.sql_prepare()).await.map_err(explain)? };
     let mut bytes = 0u64;
     while let Some(chunk) = session.next_chunk().await? {
         bytes += chunk.len() as u64;
+        on_chunk(chunk.len() as u64);
         if !dry_run {
             // A retried chunk may be staged twice; applying it twice is harmless (upserts and deletes by key).
             retry(&config.sync, || agent.sql_create(sid, chunk.clone())).await.map_err(explain)?;

@@ -36,7 +36,16 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
         }
         let catalog = Catalog::load(&office, &policy.initial_load()).await?;
         let export = ExportOptions { writer: WriterConfig { chunk_bytes: config.sync.chunk_bytes, ..Default::default() }, ..Default::default() };
-        let (cursor, per_table, bytes) = sync::upload(config, &agent, pgsync::connect(&config.database_url).await?, catalog, export, false).await.context("full load")?;
+        let (cursor, per_table, bytes) = {
+            let progress = crate::commands::sync::progress_for(&branch.name);
+            let mut shown = BranchReport::default();
+            let mut on_chunk = |b: u64| {
+                shown.bytes_pushed += b;
+                progress.update_public(&branch.name, "full load", &shown);
+            };
+            let client = pgsync::connect(&config.database_url).await?;
+            sync::upload(config, &agent, client, catalog, export, false, &mut on_chunk).await.context("full load")?
+        };
         report.bytes_pushed = bytes;
         for (table, n) in per_table {
             report.tables.entry(table.to_string()).or_default().entry("push").or_default().rows += n;

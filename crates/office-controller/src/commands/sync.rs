@@ -11,7 +11,7 @@ use crate::commands::Output;
 use crate::config::Config;
 use crate::output::table;
 use crate::records;
-use crate::sync::{self, BranchReport, SyncOptions};
+use crate::sync::{self, BranchReport, Progress, SyncOptions};
 
 /// Arguments of `sync`.
 #[derive(Debug, Clone, clap::Args)]
@@ -56,16 +56,22 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
         }
     }
     let options = SyncOptions { full: args.full, dry_run: args.dry_run };
+    let multi = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(indicatif::MultiProgress::new);
     let bound = Arc::new(Semaphore::new(config.sync.concurrency));
     let config = Arc::new(config.clone());
     let policies = Arc::new(policies);
     let mut tasks = Vec::new();
     for branch in chosen {
         let (bound, config, policies) = (bound.clone(), config.clone(), policies.clone());
+        let multi = multi.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = bound.acquire().await;
             let policy = &policies[&branch.policy];
-            sync::sync_branch(&config, &branch, policy, options).await
+            let progress = match &multi {
+                Some(m) => Progress::line(m, &branch.name),
+                None => Progress::quiet(),
+            };
+            sync::sync_branch(&config, &branch, policy, options, &progress).await
         }));
     }
     let mut reports = Vec::new();
@@ -85,6 +91,15 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
         tracing::warn!(error = %e, "purging the office change log failed");
     }
     Ok(render(&reports))
+}
+
+/// A progress line for one branch outside `sync` (`branch init`): live on a terminal, log lines otherwise.
+pub fn progress_for(branch: &str) -> Progress {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Progress::line(&indicatif::MultiProgress::new(), branch)
+    } else {
+        Progress::quiet()
+    }
 }
 
 /// The summary table: rows each way per table, bytes, time, conflicts, errors.
