@@ -74,6 +74,9 @@ pub struct SyncConfig {
     pub chunk_bytes: usize,
     /// Size of each branch's id range; branch N owns `N * id_range ..= (N + 1) * id_range - 1`.
     pub id_range: i64,
+    /// Longest time one branch's sync may take, retries included, in seconds; then it stops and says so (what
+    /// was applied stays applied, with its cursor).
+    pub deadline_seconds: u64,
 }
 
 impl Default for SyncConfig {
@@ -85,6 +88,7 @@ impl Default for SyncConfig {
             backoff_ms: 500,
             chunk_bytes: 4 << 20,
             id_range: 1_000_000_000_000,
+            deadline_seconds: 3600,
         }
     }
 }
@@ -157,8 +161,14 @@ impl Config {
             .build()
             .and_then(|c| c.try_deserialize())
             .with_context(|| format!("cannot read the configuration {}", path.display()))?;
-        if config.sync.concurrency == 0 || config.sync.id_range <= 0 || config.sync.chunk_bytes == 0 {
-            bail!("invalid [sync] settings: concurrency, id_range and chunk_bytes must be greater than zero");
+        if config.sync.concurrency == 0
+            || config.sync.id_range <= 0
+            || config.sync.chunk_bytes == 0
+            || config.sync.deadline_seconds == 0
+        {
+            bail!(
+                "invalid [sync] settings: concurrency, id_range, chunk_bytes and deadline_seconds must be greater than zero"
+            );
         }
         Ok(config)
     }
@@ -265,4 +275,5 @@ retries = 3
 backoff_ms = 500
 chunk_bytes = 4194304
 id_range = 1000000000000
+deadline_seconds = 3600
 "#;

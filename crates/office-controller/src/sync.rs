@@ -186,7 +186,16 @@ pub async fn sync_branch(
     let span = tracing::info_span!("sync", branch = %branch.name, full = options.full, dry_run = options.dry_run);
     let _guard = span.enter();
     let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
-    let outcome = run_sync(config, branch, policy, options, &mut report, progress).await;
+    let deadline = Duration::from_secs(config.sync.deadline_seconds);
+    let outcome = match tokio::time::timeout(deadline, run_sync(config, branch, policy, options, &mut report, progress))
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(anyhow!(
+            "gave up after the deadline of {} s ([sync] deadline_seconds); what was applied stays, the next sync goes on from there",
+            deadline.as_secs()
+        )),
+    };
     report.seconds = started.elapsed().as_secs_f64();
     report.ok = outcome.is_ok();
     report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
