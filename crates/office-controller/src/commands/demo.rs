@@ -58,11 +58,12 @@ async fn cluster(label: &str) -> Result<(Cluster, String, tokio_postgres::Client
     Ok((cluster, url, client))
 }
 
-async fn start_shop(label: &str, password_hash: &str) -> Result<Shop> {
-    let (cluster, url, client) = cluster(label).await?;
+/// Starts a shop agent in this process on a free local port for `database_url`, with one `office` user;
+/// returns its base URL and the sender that stops it. The demo and the benchmarks use it.
+pub async fn start_agent(database_url: &str, password_hash: &str) -> Result<(String, oneshot::Sender<()>)> {
     let config = shop_agent::Config {
         listen: "127.0.0.1:0".into(),
-        database_url: url.clone(),
+        database_url: database_url.into(),
         users: vec![shop_agent::config::User {
             name: "office".into(),
             password_hash: password_hash.into(),
@@ -78,10 +79,17 @@ async fn start_shop(label: &str, password_hash: &str) -> Result<Shop> {
     tokio::spawn(shop_agent::run(config, listener, async move {
         let _ = stopped.await;
     }));
+    Ok((base, stop))
+}
+
+async fn start_shop(label: &str, password_hash: &str) -> Result<Shop> {
+    let (cluster, url, client) = cluster(label).await?;
+    let (base, stop) = start_agent(&url, password_hash).await?;
     Ok(Shop { _cluster: cluster, url, client, stop: Some(stop), base })
 }
 
-fn retail() -> PolicyConfig {
+/// The sample retail policy as the configuration writes it.
+pub fn retail() -> PolicyConfig {
     let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
     PolicyConfig {
         from_source: list(policy::FROM_SOURCE),

@@ -1,0 +1,145 @@
+//! Benchmarks of branchsync side by side with the tool a user would use instead, measured in the same run on
+//! the same throwaway clusters (BRIEF §8): initial load against `pg_dump | psql`, catch-up against PostgreSQL's
+//! logical replication, bytes per row against gzip of `COPY` text, small-change latency, a fleet of branches,
+//! and the agent's memory and `status` rate. Figures are reported, never asserted.
+
+pub mod scenarios;
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use testbed::Cluster;
+
+/// Row counts and repetitions of a run.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    /// Products in the initial load.
+    pub products: i64,
+    /// New rows (sale, sale_item, payment) at the shop for the catch-up.
+    pub changes: i64,
+    /// Runs of the small-change latency.
+    pub latency_runs: usize,
+    /// Branch counts of the fleet scenario.
+    pub fleet: Vec<usize>,
+    /// New sales per branch in the fleet scenario.
+    pub fleet_sales: i64,
+    /// Rows served by one `diff` loop in the agent scenario.
+    pub agent_rows: i64,
+    /// Seconds of concurrent `status` calls.
+    pub status_seconds: f64,
+}
+
+impl Sizes {
+    /// The sizes of BRIEF §8.
+    pub fn full() -> Sizes {
+        Sizes {
+            products: 1_000_000,
+            changes: 100_000,
+            latency_runs: 21,
+            fleet: vec![50, 100, 200],
+            fleet_sales: 50,
+            agent_rows: 1_000_000,
+            status_seconds: 5.0,
+        }
+    }
+
+    /// A run small enough for the test suite, so that the benchmarks never rot.
+    pub fn tiny() -> Sizes {
+        Sizes {
+            products: 2000,
+            changes: 2000,
+            latency_runs: 3,
+            fleet: vec![3],
+            fleet_sales: 5,
+            agent_rows: 3000,
+            status_seconds: 0.5,
+        }
+    }
+}
+
+/// One line of the results table.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// What was measured.
+    pub scenario: String,
+    /// Our figure, with its unit.
+    pub ours: String,
+    /// The peer's figure in the same run, with its unit, or what it is compared with.
+    pub peer: String,
+    /// ours / peer where both are numbers of the same kind.
+    pub ratio: Option<f64>,
+    /// The goal of BRIEF §8.
+    pub goal: String,
+    /// Whether the goal is met, when it can be judged.
+    pub met: Option<bool>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// The table.
+    pub lines: Vec<Line>,
+    /// Notes on how each figure was taken.
+    pub notes: Vec<String>,
+}
+
+/// The throwaway clusters a run uses: the office's and the shops'.
+pub struct Env {
+    /// The office cluster.
+    pub office: Cluster,
+    /// The shop cluster (one database per shop).
+    pub shops: Cluster,
+    /// Where configuration and password files go.
+    pub dir: PathBuf,
+    /// The agent password.
+    pub password: String,
+    /// Its argon2 hash.
+    pub hash: String,
+}
+
+impl Env {
+    /// Starts the clusters.
+    pub async fn start() -> Result<Env> {
+        let office = tokio::task::spawn_blocking(Cluster::start).await?.context("cannot start the office cluster")?;
+        let shops = tokio::task::spawn_blocking(Cluster::start).await?.context("cannot start the shop cluster")?;
+        let dir = office.root().join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let password = "bench-password".to_string();
+        std::fs::write(dir.join("password"), &password)?;
+        let hash = shop_agent::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Env { office, shops, dir, password, hash })
+    }
+
+    /// The password file for `branch add`.
+    pub fn password_file(&self) -> String {
+        self.dir.join("password").display().to_string()
+    }
+}
+
+/// Runs every scenario.
+pub async fn run(sizes: &Sizes) -> Result<Results> {
+    let env = Env::start().await?;
+    let mut results = Results::default();
+    scenarios::initial_load(&env, sizes, &mut results).await.context("initial load")?;
+    scenarios::catch_up(&env, sizes, &mut results).await.context("catch-up")?;
+    scenarios::fleet(&env, sizes, &mut results).await.context("fleet")?;
+    scenarios::agent(&env, sizes, &mut results).await.context("agent")?;
+    Ok(results)
+}
+
+/// The results as a Markdown table.
+pub fn table(results: &Results) -> String {
+    let mut out =
+        String::from("| scenario | ours | peer (same run) | ratio | goal | met |\n|---|---|---|---|---|---|\n");
+    for l in &results.lines {
+        let ratio = l.ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+        let met = match l.met {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "-",
+        };
+        let _ = writeln!(out, "| {} | {} | {} | {ratio} | {} | {met} |", l.scenario, l.ours, l.peer, l.goal);
+    }
+    out
+}

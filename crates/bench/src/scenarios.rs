@@ -1,0 +1,487 @@
+//! The scenarios of BRIEF §8, each measuring ours and the peer's figure on the same clusters in the same run.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures_util::TryStreamExt;
+use office_controller::commands::{self, demo, sync::SyncArgs};
+use office_controller::config::{Config, SyncConfig};
+use testbed::sample::{self, OfficeData, Rng};
+use tokio_postgres::Client;
+
+use crate::{Env, Line, Results, Sizes};
+
+fn config(office_url: &str) -> Config {
+    Config {
+        database_url: office_url.into(),
+        policies: [("retail".to_string(), demo::retail())].into(),
+        sync: SyncConfig { concurrency: 8, retries: 2, ..SyncConfig::default() },
+    }
+}
+
+async fn database(cluster: &testbed::Cluster, name: &str) -> Result<(String, Client)> {
+    let url = cluster.create_database(name).await?;
+    let client = pgsync::connect(&url).await?;
+    sample::create_schema(&client).await?;
+    Ok((url, client))
+}
+
+/// Adds and initialises a branch whose agent runs in this process; returns the agent's stop handle.
+async fn branch(
+    env: &Env,
+    config: &Config,
+    name: &str,
+    number: i64,
+    shop_url: &str,
+) -> Result<tokio::sync::oneshot::Sender<()>> {
+    let (base, stop) = demo::start_agent(shop_url, &env.hash).await?;
+    let add = commands::branch_add::AddArgs {
+        name: name.into(),
+        url: base,
+        user: "office".into(),
+        password_env: None,
+        password_file: Some(env.password_file()),
+        policy: "retail".into(),
+        number: Some(number),
+    };
+    ok(commands::branch_add::run(config, add).await?, "branch add")?;
+    ok(commands::branch_init::run(config, name).await?, "branch init")?;
+    Ok(stop)
+}
+
+fn ok(out: commands::Output, what: &str) -> Result<commands::Output> {
+    if out.ok { Ok(out) } else { bail!("{what} failed:\n{}", out.text) }
+}
+
+async fn count(client: &Client, sql: &str) -> Result<i64> {
+    Ok(client.query_one(sql, &[]).await?.get(0))
+}
+
+/// gzip, at the writer's default level, of the tables' rows in `COPY` text format.
+async fn gzip_copy(client: &Client, tables: &[&str]) -> Result<u64> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
+    for t in tables {
+        let stream = client.copy_out(&format!("COPY {t} TO STDOUT")).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(bytes) = stream.try_next().await? {
+            gz.write_all(&bytes)?;
+        }
+    }
+    Ok(gz.finish()?.len() as u64)
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// 1 and 3a: the initial load of `products` catalogue rows through `branch init`, against
+/// `pg_dump --data-only -t product | psql` between the same two clusters.
+pub async fn initial_load(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    let (office_url, office) = database(&env.office, "load_office").await?;
+    let mut rng = Rng::new(7);
+    sample::copy_rows(
+        &office,
+        "product",
+        sample::PRODUCT_COLUMNS,
+        (1..=sizes.products).map(|id| sample::product_row(&mut rng, id)),
+    )
+    .await?;
+    office.batch_execute("ANALYZE product").await?;
+    let config = config(&office_url);
+    ok(commands::init::run(&config).await?, "init")?;
+    let (shop_url, shop) = database(&env.shops, "load_shop").await?;
+
+    let started = Instant::now();
+    let stop = branch(env, &config, "load", 1, &shop_url).await?;
+    let ours = started.elapsed();
+    let _ = stop.send(());
+    let loaded = count(&shop, "SELECT count(*) FROM product").await?;
+    if loaded != sizes.products {
+        bail!("the shop holds {loaded} products after branch init, expected {}", sizes.products);
+    }
+    let log = office
+        .query_one("SELECT bytes FROM branchsync.sync_log WHERE direction = 'init' ORDER BY id DESC LIMIT 1", &[])
+        .await?;
+    let our_bytes: i64 = log.get::<_, Option<i64>>(0).unwrap_or(0);
+
+    let (peer_url, peer) = database(&env.shops, "load_peer").await?;
+    let bin = env.office.bin_dir();
+    let script = format!(
+        "set -o pipefail; '{}' --data-only -t public.product -d '{}' | '{}' -q -v ON_ERROR_STOP=1 -d '{}' > /dev/null",
+        bin.join("pg_dump").display(),
+        office_url,
+        bin.join("psql").display(),
+        peer_url
+    );
+    let started = Instant::now();
+    let status = Command::new("bash").arg("-c").arg(&script).stdin(Stdio::null()).status()?;
+    let theirs = started.elapsed();
+    if !status.success() || count(&peer, "SELECT count(*) FROM product").await? != sizes.products {
+        bail!("pg_dump | psql did not load the products");
+    }
+    let ratio = secs(ours) / secs(theirs);
+    results.lines.push(Line {
+        scenario: format!("1. initial load, {} products", sizes.products),
+        ours: format!("{:.2} s (`branch init`)", secs(ours)),
+        peer: format!("{:.2} s (`pg_dump --data-only | psql`)", secs(theirs)),
+        ratio: Some(ratio),
+        goal: "ratio ≤ 1.5".into(),
+        met: Some(ratio <= 1.5),
+    });
+    let gz = gzip_copy(&office, &["product"]).await?;
+    let n = sizes.products as f64;
+    let ratio = our_bytes as f64 / gz as f64;
+    results.lines.push(Line {
+        scenario: "3a. bytes per row, initial load".into(),
+        ours: format!("{:.1} B/row", our_bytes as f64 / n),
+        peer: format!("{:.1} B/row (gzip -6 of COPY text)", gz as f64 / n),
+        ratio: Some(ratio),
+        goal: "ratio ≤ 1.2".into(),
+        met: Some(ratio <= 1.2),
+    });
+    results.notes.push(format!(
+        "initial load: `branch init` includes clean, configure, setidstart and the records; the agent runs in the bench process and \
+         applies into a table with a primary key, like psql's target. Payload {our_bytes} B for {} rows.",
+        sizes.products
+    ));
+    Ok(())
+}
+
+/// Sales, items and payments worth about `rows` rows.
+fn sales_for(rows: i64) -> i64 {
+    // One sale has 2.5 items on average and one payment.
+    (rows as f64 / 4.5).ceil() as i64
+}
+
+/// 2, 3b and 4: catch-up of new shop rows into the office by one `sync`, against a logical-replication
+/// subscription catching up the same rows; then the latency of one sale.
+pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    let data = OfficeData { seed: 3, products: 1000, services: 20, persons: 200, parameters: 5 };
+    let (office_url, office) = database(&env.office, "cu_office").await?;
+    sample::load_office(&office, data).await?;
+    let config = config(&office_url);
+    ok(commands::init::run(&config).await?, "init")?;
+    let (shop_url, shop) = database(&env.shops, "cu_shop").await?;
+    let stop = branch(env, &config, "catchup", 1, &shop_url).await?;
+    let sales = sales_for(sizes.changes);
+    let rows = sample::sell(&shop, 11, sales, 1000, 20, 200).await? as i64;
+
+    let sync = |name: &str| SyncArgs { branches: vec![name.to_string()], all: false, full: false, dry_run: false };
+    let started = Instant::now();
+    let out = ok(commands::sync::run(&config, sync("catchup")).await?, "sync")?;
+    let ours = started.elapsed();
+    let pulled = out.json[0]["bytes_pulled"].as_u64().unwrap_or(0);
+    if count(&office, "SELECT count(*) FROM sale").await? != sales {
+        bail!("the office does not hold the shop's sales after the sync");
+    }
+
+    // The peer: a subscription that was disabled while the shop sold, then enabled.
+    let (_, lr_office) = database(&env.office, "cu_lr_office").await?;
+    sample::load_office(&lr_office, data).await?;
+    let (lr_shop_url, lr_shop) = database(&env.shops, "cu_lr_shop").await?;
+    sample::load_office(&lr_shop, data).await?;
+    lr_shop.batch_execute("CREATE PUBLICATION bench_pub FOR TABLE sale, sale_item, payment").await?;
+    lr_office
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION bench_sub CONNECTION '{lr_shop_url}' PUBLICATION bench_pub WITH (copy_data = false)"
+        ))
+        .await?;
+    wait_for(
+        &lr_office,
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'bench_sub' AND pid IS NOT NULL",
+        1,
+    )
+    .await?;
+    lr_office.batch_execute("ALTER SUBSCRIPTION bench_sub DISABLE").await?;
+    wait_for(
+        &lr_office,
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'bench_sub' AND pid IS NOT NULL",
+        0,
+    )
+    .await?;
+    let lr_rows = sample::sell(&lr_shop, 11, sales, 1000, 20, 200).await? as i64;
+    let started = Instant::now();
+    lr_office.batch_execute("ALTER SUBSCRIPTION bench_sub ENABLE").await?;
+    wait_for(
+        &lr_office,
+        "SELECT (SELECT count(*) FROM sale) + (SELECT count(*) FROM sale_item) + (SELECT count(*) FROM payment)",
+        lr_rows,
+    )
+    .await?;
+    let theirs = started.elapsed();
+    lr_office.batch_execute("DROP SUBSCRIPTION bench_sub").await?;
+    let ratio = secs(ours) / secs(theirs);
+    results.lines.push(Line {
+        scenario: format!("2. catch-up, {rows} new shop rows"),
+        ours: format!("{:.2} s (one `sync`)", secs(ours)),
+        peer: format!("{:.2} s (logical replication, {lr_rows} rows)", secs(theirs)),
+        ratio: Some(ratio),
+        goal: "ratio ≤ 1.0".into(),
+        met: Some(ratio <= 1.0),
+    });
+    let gz = gzip_copy(&shop, &["sale", "sale_item", "payment"]).await?;
+    let ratio = pulled as f64 / gz as f64;
+    results.lines.push(Line {
+        scenario: "3b. bytes per row, catch-up".into(),
+        ours: format!("{:.1} B/row", pulled as f64 / rows as f64),
+        peer: format!("{:.1} B/row (gzip -6 of COPY text)", gz as f64 / rows as f64),
+        ratio: Some(ratio),
+        goal: "ratio ≤ 1.2".into(),
+        met: Some(ratio <= 1.2),
+    });
+    results.notes.push(
+        "catch-up: the subscription was created with copy_data = false, disabled while the shop sold the same rows, and timed from \
+         ENABLE until the office held every row; ours is one `sync` of the branch (pull, then an empty push)."
+            .into(),
+    );
+
+    let mut times = Vec::new();
+    for i in 0..sizes.latency_runs {
+        sample::sell(&shop, 1000 + i as u64, 1, 1000, 20, 200).await?;
+        let started = Instant::now();
+        ok(commands::sync::run(&config, sync("catchup")).await?, "sync")?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    results.lines.push(Line {
+        scenario: format!("4. one sale until committed at the office (median of {})", times.len()),
+        ours: format!("{:.0} ms", median.as_secs_f64() * 1000.0),
+        peer: "-".into(),
+        ratio: None,
+        goal: "reported".into(),
+        met: None,
+    });
+    let _ = stop.send(());
+    Ok(())
+}
+
+async fn wait_for(client: &Client, sql: &str, expected: i64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if count(client, sql).await? == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {sql} to reach {expected}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// 5: one `sync --all` over many branches with a few new sales each: wall time, and the growth of the process's
+/// resident memory (controller and in-process agents together) during the run.
+pub async fn fleet(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    let data = OfficeData { seed: 5, products: 200, services: 10, persons: 50, parameters: 3 };
+    for &branches in &sizes.fleet {
+        let (office_url, office) = database(&env.office, &format!("fleet{branches}_office")).await?;
+        sample::load_office(&office, data).await?;
+        let config = config(&office_url);
+        ok(commands::init::run(&config).await?, "init")?;
+        let mut stops = Vec::new();
+        let mut shops = Vec::new();
+        for i in 1..=branches {
+            let (shop_url, shop) = database(&env.shops, &format!("fleet{branches}_shop{i}")).await?;
+            stops.push(branch(env, &config, &format!("b{i}"), i as i64, &shop_url).await?);
+            shops.push(shop);
+        }
+        for (i, shop) in shops.iter().enumerate() {
+            sample::sell(shop, i as u64, sizes.fleet_sales, 200, 10, 50).await?;
+        }
+        let before = rss_kib();
+        let sampler = RssSampler::start();
+        let started = Instant::now();
+        let all = SyncArgs { branches: vec![], all: true, full: false, dry_run: false };
+        ok(commands::sync::run(&config, all).await?, "sync --all")?;
+        let took = started.elapsed();
+        let peak = sampler.stop();
+        let expected = sizes.fleet_sales * branches as i64;
+        if count(&office, "SELECT count(*) FROM sale").await? != expected {
+            bail!("the office does not hold every branch's sales");
+        }
+        results.lines.push(Line {
+            scenario: format!("5. `sync --all`, {branches} branches × {} sales", sizes.fleet_sales),
+            ours: format!("{:.2} s, +{} MiB RSS", secs(took), peak.saturating_sub(before) / 1024),
+            peer: "-".into(),
+            ratio: None,
+            goal: if branches >= 200 { "< 10 s, memory flat".into() } else { "memory flat".into() },
+            met: (branches >= 200).then(|| secs(took) < 10.0),
+        });
+        for stop in stops {
+            let _ = stop.send(());
+        }
+    }
+    results.notes.push(
+        "fleet: agents run in the bench process (one shop database each, one shop cluster), so the RSS growth covers the controller \
+         and the agents together; concurrency 8."
+            .into(),
+    );
+    Ok(())
+}
+
+/// 6: the agent process's peak resident memory while serving a `diff` loop over `agent_rows` rows, and the rate
+/// of `status` calls under 8 concurrent callers.
+pub async fn agent(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    // Next to this binary (target/release/bench), or one up when running as a test (target/debug/deps/...).
+    let here = std::env::current_exe()?;
+    let exe = here
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("shop-agent"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| here.with_file_name("shop-agent"));
+    if !exe.exists() {
+        results
+            .notes
+            .push(format!("agent: {} not built; run `cargo build --release --workspace` first", exe.display()));
+        return Ok(());
+    }
+    let data = OfficeData { seed: 9, products: 1000, services: 20, persons: 100, parameters: 0 };
+    let (shop_url, shop) = database(&env.shops, "agent_shop").await?;
+    sample::load_office(&shop, data).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config_path = env.dir.join("agent.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{shop_url}\"\n[[users]]\nname = \"office\"\npassword_hash = \"{}\"\nrole = \"office\"\n",
+            env.hash
+        ),
+    )?;
+    let mut child = Command::new(&exe)
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = agent_client::AgentClient::new(&base, "office", &env.password, Duration::from_secs(600))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.status().await.is_err() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the agent did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let outcome = async {
+        let spec = office_controller::config::Policy {
+            name: "retail".into(),
+            from_source: names(sample::policy::FROM_SOURCE),
+            from_target: names(sample::policy::FROM_TARGET),
+            both: names(sample::policy::BOTH),
+            initial: names(sample::policy::INITIAL),
+            rules: Default::default(),
+            newer_column: "updated_at".into(),
+        }
+        .spec("agent", 1_000_000_000_000);
+        client.configure(&spec).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = sample::sell(&shop, 21, sales_for(sizes.agent_rows), 1000, 20, 100).await?;
+        let baseline = peak_kib(child.id()).unwrap_or(0);
+        let mut since = String::new();
+        let mut answers = 0;
+        let started = Instant::now();
+        loop {
+            let a = client.diff(&since).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            answers += 1;
+            since = a.cursor;
+            if !a.more {
+                break;
+            }
+        }
+        let took = started.elapsed();
+        let peak = peak_kib(child.id()).unwrap_or(0);
+        results.lines.push(Line {
+            scenario: format!(
+                "6a. agent peak RSS serving a {rows}-row `diff` ({answers} answers, {:.1} s)",
+                secs(took)
+            ),
+            ours: format!("{} MiB (before: {} MiB)", peak / 1024, baseline / 1024),
+            peer: "-".into(),
+            ratio: None,
+            goal: "< 100 MB".into(),
+            met: Some(peak * 1024 < 100_000_000),
+        });
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let until = Instant::now() + Duration::from_secs_f64(sizes.status_seconds);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (client, calls) = (client.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    if client.status().await.is_ok() {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let rate = calls.load(std::sync::atomic::Ordering::Relaxed) as f64 / sizes.status_seconds;
+        results.lines.push(Line {
+            scenario: "6b. `status` calls per second, 8 concurrent callers".into(),
+            ours: format!("{rate:.0} /s"),
+            peer: "-".into(),
+            ratio: None,
+            goal: "reported".into(),
+            met: None,
+        });
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn names(list: &[&str]) -> Vec<protocol::payload::TableName> {
+    list.iter().filter_map(|t| protocol::payload::TableName::parse(t)).collect()
+}
+
+/// `VmHWM` (peak resident set) of a process, in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    status_field(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+fn rss_kib() -> u64 {
+    status_field("/proc/self/status", "VmRSS:").unwrap_or(0)
+}
+
+fn status_field(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples this process's RSS every 20 ms on a thread, keeping the maximum.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut max = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(rss_kib());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            max.max(rss_kib())
+        });
+        RssSampler { stop, handle }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap_or(0)
+    }
+}

@@ -1,0 +1,19 @@
+//! A tiny run of every benchmark scenario, so that the benchmarks never rot. No figure is asserted: only that
+//! each scenario runs to its end and reports a line.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_at_tiny_size() {
+    // Scenario 6 measures the real agent process.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "shop-agent", "--bin", "shop-agent"])
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let results = bench::run(&bench::Sizes::tiny()).await.expect("every scenario runs");
+    let names: Vec<&str> = results.lines.iter().map(|l| l.scenario.as_str()).collect();
+    for prefix in ["1.", "2.", "3a.", "3b.", "4.", "5.", "6a.", "6b."] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "scenario {prefix} missing: {names:?}");
+    }
+    assert!(bench::table(&results).lines().count() >= 8);
+}
