@@ -186,8 +186,17 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     let (lr_shop_url, lr_shop) = database(&env.shops, "cu_lr_shop").await?;
     sample::load_office(&lr_shop, data).await?;
     lr_shop.batch_execute("CREATE PUBLICATION bench_pub FOR TABLE sale, sale_item, payment").await?;
-    lr_office.batch_execute(&format!("CREATE SUBSCRIPTION bench_sub CONNECTION '{lr_shop_url}' PUBLICATION bench_pub WITH (copy_data = false)")).await?;
-    wait_for(&lr_office, "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'bench_sub' AND pid IS NOT NULL", 1).await?;
+    lr_office
+        .batch_execute(&format!(
+            "CREATE SUBSCRIPTION bench_sub CONNECTION '{lr_shop_url}' PUBLICATION bench_pub WITH (copy_data = false)"
+        ))
+        .await?;
+    wait_for(
+        &lr_office,
+        "SELECT count(*) FROM pg_stat_subscription WHERE subname = 'bench_sub' AND pid IS NOT NULL",
+        1,
+    )
+    .await?;
     let mut gate = pgsync::connect(&env.office.conninfo(&lr_office_db(&lr_office).await?)).await?;
     let hold = gate.transaction().await?;
     hold.batch_execute("LOCK TABLE sale, sale_item, payment IN ACCESS EXCLUSIVE MODE").await?;
@@ -196,7 +205,12 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     hold.rollback().await?;
-    wait_for(&lr_office, "SELECT (SELECT count(*) FROM sale) + (SELECT count(*) FROM sale_item) + (SELECT count(*) FROM payment)", lr_rows).await?;
+    wait_for(
+        &lr_office,
+        "SELECT (SELECT count(*) FROM sale) + (SELECT count(*) FROM sale_item) + (SELECT count(*) FROM payment)",
+        lr_rows,
+    )
+    .await?;
     let theirs = started.elapsed();
     lr_office.batch_execute("DROP SUBSCRIPTION bench_sub").await?;
     let ratio = secs(ours) / secs(theirs);

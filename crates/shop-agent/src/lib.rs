@@ -47,6 +47,57 @@ pub struct Agent {
     pub last_error: StdMutex<Option<String>>,
     /// Serialises the one-time installation of the sync schema.
     installed: Mutex<bool>,
+    /// Idle database connections, reused so that a call does not pay a connection set-up.
+    idle: StdMutex<Vec<Client>>,
+}
+
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 8;
+
+/// A connection lent by the agent; it goes back to the idle list when dropped (a transaction left open is rolled
+/// back by its guard before the connection is used again, since requests on one connection run in order).
+pub struct Pooled<'a> {
+    client: Option<Client>,
+    idle: &'a StdMutex<Vec<Client>>,
+}
+
+impl std::fmt::Debug for Pooled<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pooled")
+    }
+}
+
+impl Pooled<'_> {
+    /// Takes the connection out of the pool for good (an export session that outlives the request).
+    pub fn detach(mut self) -> Client {
+        // Always present until dropped or detached.
+        self.client.take().expect("a lent connection is present until detached")
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("a lent connection is present until detached")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("a lent connection is present until detached")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+            && let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(client);
+        }
+    }
 }
 
 impl Agent {
@@ -60,13 +111,20 @@ impl Agent {
             diffs: Mutex::new(HashMap::new()),
             last_error: StdMutex::new(None),
             installed: Mutex::new(false),
+            idle: StdMutex::new(Vec::new()),
             config,
         }
     }
 
-    /// A new connection to the shop database, with the sync schema installed on first use.
-    pub async fn db(&self) -> Result<Client, AgentError> {
-        let client = pgsync::connect(&self.config.database_url).await?;
+    /// A connection to the shop database (an idle one when there is one), with the sync schema installed on
+    /// first use.
+    pub async fn db(&self) -> Result<Pooled<'_>, AgentError> {
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop()).filter(|c| !c.is_closed());
+        let client = match reused {
+            Some(c) => c,
+            None => pgsync::connect(&self.config.database_url).await?,
+        };
+        let client = Pooled { client: Some(client), idle: &self.idle };
         let mut installed = self.installed.lock().await;
         if !*installed {
             store::install(&client).await?;

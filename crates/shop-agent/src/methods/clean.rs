@@ -12,7 +12,7 @@ use crate::store;
 pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     p.expect(0)?;
     let mut client = agent.db().await?;
-    let policy = store::load_policy(&client).await?;
+    let policy = store::load_policy(&*client).await?;
     let tx = client.transaction().await?;
     // Dropping the schema first removes the capture triggers, so the erase below is not captured.
     pgsync::schema::reinstall(&tx).await?;

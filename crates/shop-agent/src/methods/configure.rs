@@ -73,8 +73,8 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let new = parse_policy(&p)?;
     let mut client = agent.db().await?;
     // Missing tables, tables without primary key and foreign-key cycles are refused before anything changes.
-    let catalog = pgsync::Catalog::load(&client, &new.all()).await?;
-    let old = policy(&client).await.ok();
+    let catalog = pgsync::Catalog::load(&*client, &new.all()).await?;
+    let old = policy(&*client).await.ok();
     let tx = client.transaction().await?;
     if let Some(old) = old {
         let still_sent: BTreeSet<TableName> = new.sends().into_iter().collect();

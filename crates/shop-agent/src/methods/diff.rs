@@ -104,14 +104,14 @@ fn loop_id() -> u64 {
 async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     let since = Cursor::parse_optional(base).map_err(pgsync::Error::from)?;
     let client = agent.db().await?;
-    let policy = policy(&client).await?;
-    let catalog = pgsync::Catalog::load(&client, &policy.sends()).await?;
+    let policy = policy(&*client).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.sends()).await?;
     if let Some(cursor) = &since {
         // Refuse a foreign cursor before it acknowledges (and purges) anything.
-        let identity = pgsync::schema::identity(&client).await?;
+        let identity = pgsync::schema::identity(&*client).await?;
         cursor.clone().check_issuer(&identity).map_err(pgsync::Error::from)?;
-        pgsync::schema::purge(&client, std::slice::from_ref(cursor)).await?;
-        store::set_state(&client, keys::ACKNOWLEDGED, base).await?;
+        pgsync::schema::purge(&*client, std::slice::from_ref(cursor)).await?;
+        store::set_state(&*client, keys::ACKNOWLEDGED, base).await?;
     }
     let options = ExportOptions {
         since,
@@ -119,7 +119,7 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
         writer: WriterConfig { chunk_bytes: agent.config.limits.diff_chunk_bytes, ..WriterConfig::default() },
         ..ExportOptions::default()
     };
-    let mut session = ExportSession::begin(client, catalog, options).await?;
+    let mut session = ExportSession::begin(client.detach(), catalog, options).await?;
     let first = session.next_chunk().await?;
     Ok(DiffLoop {
         since: base.to_string(),

@@ -17,11 +17,11 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
         return Err(AgentError::BadParams("setidstart: id must be at least 1".into()));
     }
     let mut client = agent.db().await?;
-    let policy = policy(&client).await?;
+    let policy = policy(&*client).await?;
     let end = start.checked_add(policy.id_range - 1).ok_or_else(|| {
         AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range))
     })?;
-    let catalog = pgsync::Catalog::load(&client, &policy.sends()).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.sends()).await?;
     let tx = client.transaction().await?;
     let mut moved = Vec::new();
     for table in catalog.tables() {

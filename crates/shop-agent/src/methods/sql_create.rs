@@ -17,13 +17,13 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     tracing::Span::current().record("sid", sid);
     let data = p.base64(1, "data")?;
     let mut client = agent.db().await?;
-    let policy = policy(&client).await?;
+    let policy = policy(&*client).await?;
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
         allowed_tables: policy.receives(),
     };
     let payload = read_payload(data, &limits)?;
-    let catalog = pgsync::Catalog::load(&client, &policy.all()).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
     let tx = client.transaction().await?;
     let row = tx.query_opt("SELECT staged_bytes, chunks, finished_at IS NOT NULL FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
     let Some(row) = row else { return Err(AgentError::UnknownSession(sid)) };

@@ -24,8 +24,8 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let sid = p.int(0, "sid")?;
     tracing::Span::current().record("sid", sid);
     let mut client = agent.db().await?;
-    let policy = policy(&client).await?;
-    let catalog = pgsync::Catalog::load(&client, &policy.all()).await?;
+    let policy = policy(&*client).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
         allowed_tables: policy.receives(),

@@ -14,7 +14,7 @@ const ABANDONED_AFTER: &str = "1 day";
 pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     p.expect(0)?;
     let client = agent.db().await?;
-    policy(&client).await?;
+    policy(&*client).await?;
     client
         .execute(&format!("DELETE FROM branchsync.upload_session WHERE finished_at IS NULL AND opened_at < now() - interval '{ABANDONED_AFTER}'"), &[])
         .await?;

@@ -12,8 +12,8 @@ use crate::store::{self, keys};
 /// Pending changes (not acknowledged by the office) and open upload sessions.
 pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
     let client = agent.db().await?;
-    let acknowledged = store::get_state(&client, keys::ACKNOWLEDGED).await?.and_then(|c| c.parse().ok());
-    let pending = pgsync::schema::pending_changes(&client, acknowledged.as_ref(), Some(OFFICE_ORIGIN)).await?;
+    let acknowledged = store::get_state(&*client, keys::ACKNOWLEDGED).await?.and_then(|c| c.parse().ok());
+    let pending = pgsync::schema::pending_changes(&*client, acknowledged.as_ref(), Some(OFFICE_ORIGIN)).await?;
     let open: i64 =
         client.query_one("SELECT count(*) FROM branchsync.upload_session WHERE finished_at IS NULL", &[]).await?.get(0);
     Ok((pending, open))
@@ -50,12 +50,12 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
 async fn details(agent: &Agent) -> Result<Vec<(&'static str, Value)>, AgentError> {
     let client = agent.db().await?;
     let (pending, open) = gauges(agent).await?;
-    let policy = store::load_policy(&client).await?;
-    let cursor = pgsync::schema::peer_cursor(&client, OFFICE_ORIGIN).await?.unwrap_or_default();
-    let deferred: i64 = store::get_state(&client, keys::DEFERRED).await?.and_then(|d| d.parse().ok()).unwrap_or(0);
+    let policy = store::load_policy(&*client).await?;
+    let cursor = pgsync::schema::peer_cursor(&*client, OFFICE_ORIGIN).await?.unwrap_or_default();
+    let deferred: i64 = store::get_state(&*client, keys::DEFERRED).await?.and_then(|d| d.parse().ok()).unwrap_or(0);
     let (branch, policy_value, fingerprint) = match &policy {
         Some(p) => {
-            let catalog = pgsync::Catalog::load(&client, &p.all()).await?;
+            let catalog = pgsync::Catalog::load(&*client, &p.all()).await?;
             let list = |l: &[protocol::payload::TableName]| {
                 Value::Array(l.iter().map(|t| Value::String(t.to_string())).collect())
             };

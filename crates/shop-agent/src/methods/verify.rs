@@ -12,9 +12,9 @@ use crate::rpc::{Params, structure};
 pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     p.expect(0)?;
     let client = agent.db().await?;
-    let policy = policy(&client).await?;
-    let catalog = pgsync::Catalog::load(&client, &policy.all()).await?;
-    let sums = pgsync::checksums(&client, catalog.tables()).await?;
+    let policy = policy(&*client).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
+    let sums = pgsync::checksums(&*client, catalog.tables()).await?;
     let tables = sums
         .into_iter()
         .map(|c| {
