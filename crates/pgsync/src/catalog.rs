@@ -80,12 +80,23 @@ impl Catalog {
     /// Reads the definitions of `names` and orders them. Fails on a missing table, a table without primary key,
     /// or a foreign-key cycle among them (a table referencing itself is allowed).
     pub async fn load(client: &impl GenericClient, names: &[TableName]) -> Result<Catalog> {
-        let mut tables = Vec::with_capacity(names.len());
         let unique: BTreeSet<&TableName> = names.iter().collect();
-        for name in unique {
-            tables.push(load_table(client, name).await?);
+        let schemas: Vec<&str> = unique.iter().map(|t| t.schema.as_str()).collect();
+        let tables: Vec<&str> = unique.iter().map(|t| t.name.as_str()).collect();
+        // One round trip for every table: syncs read the catalog often, and a query per detail adds up.
+        let rows = client.query(CATALOG_SQL, &[&schemas, &tables]).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            found.push(table_from_row(row)?);
         }
-        Ok(Catalog { tables: order_by_foreign_keys(tables)? })
+        for name in unique {
+            match found.iter().find(|t| &t.name == name) {
+                None => return Err(Error::MissingTable(name.clone())),
+                Some(t) if t.primary_key.is_empty() => return Err(Error::NoPrimaryKey(name.clone())),
+                Some(_) => {}
+            }
+        }
+        Ok(Catalog { tables: order_by_foreign_keys(found)? })
     }
 
     /// The tables, parents first.
@@ -114,74 +125,51 @@ impl Catalog {
     }
 }
 
-async fn load_table(client: &impl GenericClient, name: &TableName) -> Result<TableInfo> {
-    let row = client
-        .query_opt(
-            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
-            &[&name.schema, &name.name],
-        )
-        .await?;
-    let oid: u32 = row.ok_or_else(|| Error::MissingTable(name.clone()))?.get(0);
-    let columns: Vec<ColumnInfo> = client
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a \
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
-            &[&oid],
-        )
-        .await?
+/// Everything about the requested tables, a row each: columns, primary key, foreign keys and owned sequences.
+const CATALOG_SQL: &str = "
+SELECT n.nspname::text, c.relname::text,
+  (SELECT jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity = 'a') ORDER BY a.attnum)
+     FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+  ARRAY(SELECT a.attname::text FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a
+        WHERE i.indrelid = c.oid AND i.indisprimary AND a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.ord),
+  (SELECT jsonb_agg(jsonb_build_array(rn.nspname, rc.relname,
+            ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(x, o) JOIN pg_attribute a
+                  ON a.attrelid = con.conrelid AND a.attnum = k.x ORDER BY k.o),
+            ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(x, o) JOIN pg_attribute a
+                  ON a.attrelid = con.confrelid AND a.attnum = k.x ORDER BY k.o)) ORDER BY con.conname)
+     FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+     WHERE con.conrelid = c.oid AND con.contype = 'f'),
+  (SELECT jsonb_agg(jsonb_build_array(a.attname, s.oid::regclass::text) ORDER BY a.attnum) FROM pg_depend d
+     JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.deptype IN ('a', 'i'))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))";
+
+fn table_from_row(row: &tokio_postgres::Row) -> Result<TableInfo> {
+    use serde_json::Value as J;
+    let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+    let text = |v: &J| v.as_str().unwrap_or_default().to_string();
+    let texts = |v: &J| v.as_array().map(|a| a.iter().map(text).collect::<Vec<_>>()).unwrap_or_default();
+    let list = |i: usize| row.get::<_, Option<J>>(i).and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    let mut identity_always = false;
+    let columns = list(2)
         .iter()
-        .map(|r| ColumnInfo { name: r.get(0), type_sql: r.get(1), not_null: r.get(2) })
+        .map(|c| {
+            identity_always |= c[3].as_bool().unwrap_or(false);
+            ColumnInfo { name: text(&c[0]), type_sql: text(&c[1]), not_null: c[2].as_bool().unwrap_or(false) }
+        })
         .collect();
-    let primary_key: Vec<String> = client
-        .query(
-            "SELECT a.attname::text FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, ord), pg_attribute a \
-             WHERE i.indrelid = $1 AND i.indisprimary AND a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord",
-            &[&oid],
-        )
-        .await?
+    let foreign_keys = list(4)
         .iter()
-        .map(|r| r.get(0))
+        .map(|f| ForeignKey {
+            references: TableName::new(text(&f[0]), text(&f[1])),
+            columns: texts(&f[2]),
+            ref_columns: texts(&f[3]),
+        })
         .collect();
-    if primary_key.is_empty() {
-        return Err(Error::NoPrimaryKey(name.clone()));
-    }
-    let foreign_keys = client
-        .query(
-            "SELECT rn.nspname::text, rc.relname::text, \
-               ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a \
-                     ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o), \
-               ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a \
-                     ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o) \
-             FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
-             WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
-            &[&oid],
-        )
-        .await?
-        .iter()
-        .map(|r| ForeignKey { references: TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)), columns: r.get(2), ref_columns: r.get(3) })
-        .collect();
-    let sequences = client
-        .query(
-            "SELECT a.attname::text, s.oid::regclass::text FROM pg_depend d \
-             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
-             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
-             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
-               AND d.refobjid = $1 AND d.deptype IN ('a', 'i') ORDER BY a.attnum",
-            &[&oid],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let identity_always: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attidentity = 'a' AND NOT attisdropped)",
-            &[&oid],
-        )
-        .await?
-        .get(0);
-    Ok(TableInfo { name: name.clone(), columns, primary_key, foreign_keys, sequences, identity_always })
+    let sequences = list(5).iter().map(|s| (text(&s[0]), text(&s[1]))).collect();
+    Ok(TableInfo { name, columns, primary_key: row.get(3), foreign_keys, sequences, identity_always })
 }
 
 /// Kahn's algorithm over the references between the given tables; ties broken by name so the order is stable.
