@@ -82,6 +82,8 @@ pub struct Results {
     pub lines: Vec<Line>,
     /// Notes on how each figure was taken.
     pub notes: Vec<String>,
+    /// Whether a scenario failed (its error is in the notes).
+    pub failed: bool,
 }
 
 /// The throwaway clusters a run uses: the office's and the shops'.
@@ -102,7 +104,10 @@ impl Env {
     /// Starts the clusters.
     pub async fn start() -> Result<Env> {
         let office = tokio::task::spawn_blocking(Cluster::start).await?.context("cannot start the office cluster")?;
-        let shops = tokio::task::spawn_blocking(Cluster::start).await?.context("cannot start the shop cluster")?;
+        // Every shop of the fleet scenario shares this cluster, each with an agent holding a few idle connections.
+        let shops = tokio::task::spawn_blocking(|| Cluster::start_with(&[("max_connections", "2000")]))
+            .await?
+            .context("cannot start the shop cluster")?;
         let dir = office.root().join("bench");
         std::fs::create_dir_all(&dir)?;
         let password = "bench-password".to_string();
@@ -121,10 +126,24 @@ impl Env {
 pub async fn run(sizes: &Sizes) -> Result<Results> {
     let env = Env::start().await?;
     let mut results = Results::default();
-    scenarios::initial_load(&env, sizes, &mut results).await.context("initial load")?;
-    scenarios::catch_up(&env, sizes, &mut results).await.context("catch-up")?;
-    scenarios::fleet(&env, sizes, &mut results).await.context("fleet")?;
-    scenarios::agent(&env, sizes, &mut results).await.context("agent")?;
+    // A scenario that fails is reported and the others still run; the run fails at the end.
+    let mut failed = Vec::new();
+    if let Err(e) = scenarios::initial_load(&env, sizes, &mut results).await {
+        failed.push(format!("initial load: {e:#}"));
+    }
+    if let Err(e) = scenarios::catch_up(&env, sizes, &mut results).await {
+        failed.push(format!("catch-up: {e:#}"));
+    }
+    if let Err(e) = scenarios::fleet(&env, sizes, &mut results).await {
+        failed.push(format!("fleet: {e:#}"));
+    }
+    if let Err(e) = scenarios::agent(&env, sizes, &mut results).await {
+        failed.push(format!("agent: {e:#}"));
+    }
+    for f in &failed {
+        results.notes.push(format!("FAILED {f}"));
+    }
+    results.failed = !failed.is_empty();
     Ok(results)
 }
 

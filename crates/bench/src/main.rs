@@ -99,5 +99,6 @@ fn real_main() -> Result<()> {
         );
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    anyhow::ensure!(!results.failed, "a scenario failed, see the notes above");
     Ok(())
 }

@@ -52,7 +52,7 @@ pub struct Agent {
 }
 
 /// Idle connections kept for reuse.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 4;
 
 /// A connection lent by the agent; it goes back to the idle list when dropped (a transaction left open is rolled
 /// back by its guard before the connection is used again, since requests on one connection run in order).
