@@ -28,6 +28,8 @@ pub struct Sizes {
     pub agent_rows: i64,
     /// Seconds of concurrent `status` calls.
     pub status_seconds: f64,
+    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`); all when empty.
+    pub only: Vec<String>,
 }
 
 impl Sizes {
@@ -41,6 +43,7 @@ impl Sizes {
             fleet_sales: 50,
             agent_rows: 1_000_000,
             status_seconds: 5.0,
+            only: Vec::new(),
         }
     }
 
@@ -54,6 +57,7 @@ impl Sizes {
             fleet_sales: 5,
             agent_rows: 3000,
             status_seconds: 0.5,
+            only: Vec::new(),
         }
     }
 }
@@ -128,16 +132,25 @@ pub async fn run(sizes: &Sizes) -> Result<Results> {
     let mut results = Results::default();
     // A scenario that fails is reported and the others still run; the run fails at the end.
     let mut failed = Vec::new();
-    if let Err(e) = scenarios::initial_load(&env, sizes, &mut results).await {
+    let wanted = |name: &str| sizes.only.is_empty() || sizes.only.iter().any(|o| o == name);
+    if wanted("load")
+        && let Err(e) = scenarios::initial_load(&env, sizes, &mut results).await
+    {
         failed.push(format!("initial load: {e:#}"));
     }
-    if let Err(e) = scenarios::catch_up(&env, sizes, &mut results).await {
+    if wanted("catchup")
+        && let Err(e) = scenarios::catch_up(&env, sizes, &mut results).await
+    {
         failed.push(format!("catch-up: {e:#}"));
     }
-    if let Err(e) = scenarios::fleet(&env, sizes, &mut results).await {
+    if wanted("fleet")
+        && let Err(e) = scenarios::fleet(&env, sizes, &mut results).await
+    {
         failed.push(format!("fleet: {e:#}"));
     }
-    if let Err(e) = scenarios::agent(&env, sizes, &mut results).await {
+    if wanted("agent")
+        && let Err(e) = scenarios::agent(&env, sizes, &mut results).await
+    {
         failed.push(format!("agent: {e:#}"));
     }
     for f in &failed {
@@ -158,7 +171,16 @@ pub fn table(results: &Results) -> String {
             Some(false) => "no",
             None => "-",
         };
-        let _ = writeln!(out, "| {} | {} | {} | {ratio} | {} | {met} |", l.scenario, l.ours, l.peer, l.goal);
+        // A `|` inside a cell would end it.
+        let cell = |t: &str| t.replace('|', "\\|");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ratio} | {} | {met} |",
+            cell(&l.scenario),
+            cell(&l.ours),
+            cell(&l.peer),
+            cell(&l.goal)
+        );
     }
     out
 }

@@ -25,6 +25,9 @@ struct Args {
     /// Rows of the agent's diff scenario.
     #[arg(long)]
     agent_rows: Option<i64>,
+    /// Run only these scenarios: load, catchup, fleet, agent (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
     /// Use the tiny sizes of the test suite.
     #[arg(long)]
     tiny: bool,
@@ -71,6 +74,9 @@ fn real_main() -> Result<()> {
     }
     if let Some(v) = args.fleet {
         sizes.fleet = v;
+    }
+    if let Some(v) = args.only {
+        sizes.only = v;
     }
     if let Some(v) = args.agent_rows {
         sizes.agent_rows = v;

@@ -405,15 +405,33 @@ pub async fn upload(
 ) -> Result<(String, Vec<(TableName, u64)>, u64)> {
     let mut session = ExportSession::begin(client, catalog, export).await?;
     let sid = if dry_run { 0 } else { retry(&config.sync, || agent.sql_prepare()).await.map_err(explain)? };
+    // The export runs one chunk ahead of the upload, so reading and compressing overlap with the network and the
+    // shop's staging instead of waiting for them.
+    let (ready, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let producer = tokio::spawn(async move {
+        while let Some(chunk) = session.next_chunk().await? {
+            if ready.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, pgsync::Error>(session)
+    });
     let mut bytes = 0u64;
-    while let Some(chunk) = session.next_chunk().await? {
+    let mut sent: Result<()> = Ok(());
+    while let Some(chunk) = chunks.recv().await {
         bytes += chunk.len() as u64;
         on_chunk(chunk.len() as u64);
         if !dry_run {
             // A retried chunk may be staged twice; applying it twice is harmless (upserts and deletes by key).
-            retry(&config.sync, || agent.sql_create(sid, chunk.clone())).await.map_err(explain)?;
+            if let Err(e) = retry(&config.sync, || agent.sql_create(sid, chunk.clone())).await {
+                sent = Err(explain(e));
+                break;
+            }
         }
     }
+    drop(chunks);
+    let session = producer.await.map_err(|e| anyhow!("the export task failed: {e}"))??;
+    sent?;
     let cursor = session.cursor().to_string();
     let per_table = session.table_rows().to_vec();
     session.finish().await?;

@@ -70,6 +70,11 @@ pub struct ApplyOptions {
     pub defer_tables: BTreeSet<TableName>,
     /// Record this cursor as the last applied from `origin`, in the same transaction.
     pub record_cursor: Option<String>,
+    /// Tables that were empty when the transaction began and that only this upload writes: their rows are
+    /// copied straight in, without staging and merging (an initial load). A key may then appear only once in
+    /// the upload; a second one is refused as a unique violation and nothing is applied. Ignored for tables
+    /// with deferral, conflict checks or replacement.
+    pub fresh_tables: BTreeSet<TableName>,
 }
 
 /// What an apply did, per table.
@@ -176,6 +181,7 @@ pub async fn apply_in(
                 defer: options.defer_tables.contains(&table.name),
                 conflict: options.conflicts.as_ref().and_then(|c| c.rules.get(&table.name).map(|r| (c, *r))),
                 remember: payload.header.replace.contains(&table.name),
+                fresh: options.fresh_tables.contains(&table.name),
             };
             apply_statement(tx, &mut stages, table, statement, &how, report.counts(&table.name))
                 .await
@@ -231,6 +237,19 @@ struct How<'a> {
     defer: bool,
     conflict: Option<(&'a ConflictCheck, Rule)>,
     remember: bool,
+    fresh: bool,
+}
+
+/// Which tables are empty now, for [`ApplyOptions::fresh_tables`]; call it first thing in the transaction.
+pub async fn empty_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
+    let mut empty = BTreeSet::new();
+    for table in catalog.tables() {
+        let row = tx.query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", table.name.quoted()), &[]).await?;
+        if row.get::<_, bool>(0) {
+            empty.insert(table.name.clone());
+        }
+    }
+    Ok(empty)
 }
 
 /// A database error while applying a statement is the statement's fault when it is about the data (class 22
@@ -380,6 +399,12 @@ async fn apply_statement(
     match statement {
         Statement::Upsert { columns, update, rows, .. } => {
             if rows.is_empty() {
+                return Ok(());
+            }
+            if how.fresh && !how.defer && how.conflict.is_none() && !how.remember {
+                // Nothing to merge with: straight into the table, as pg_restore would.
+                stage_rows(tx, &table.name.quoted(), columns, rows).await?;
+                counts.upserted += rows.len() as u64;
                 return Ok(());
             }
             let stage = stages.get(tx, table, columns).await?;

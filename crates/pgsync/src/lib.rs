@@ -13,7 +13,9 @@ pub mod error;
 pub mod export;
 pub mod schema;
 
-pub use apply::{ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, prune_unseen, validate};
+pub use apply::{
+    ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, empty_tables, prune_unseen, validate,
+};
 pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
 pub use checksum::{TableChecksum, checksum_where, checksums};
 pub use conn::connect;

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS branchsync.upload_chunk (
     data bytea NOT NULL,
     PRIMARY KEY (sid, seq)
 );
+-- Chunks are gzip already: storing them compressed again (pglz) costs CPU for nothing.
+ALTER TABLE branchsync.upload_chunk ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE TABLE IF NOT EXISTS branchsync.shop_state (
     key text PRIMARY KEY,
     value text NOT NULL,

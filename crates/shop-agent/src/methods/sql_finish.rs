@@ -39,6 +39,8 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     if let Some(result) = result {
         return Ok(result_value(&result));
     }
+    // Tables empty now take the upload's rows straight in (the initial load after `clean`).
+    let fresh = pgsync::empty_tables(&tx, &catalog.subset(&policy.receives())).await?;
     let mut report = ApplyReport::default();
     let mut cursor = None;
     let mut replaced = std::collections::BTreeSet::new();
@@ -57,6 +59,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
             origin: OFFICE_ORIGIN.into(),
             defer_tables: policy.both.iter().cloned().collect(),
             record_cursor: if seq == chunks { cursor.clone() } else { None },
+            fresh_tables: fresh.clone(),
             ..ApplyOptions::default()
         };
         let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options)
