@@ -221,7 +221,7 @@ async fn run_sync(
         anyhow::bail!("branch {} is not initialised, run `office-controller branch init {}`", branch.name, branch.name);
     }
     // One sync per branch at a time, across controllers: a session lock that dies with this connection.
-    let lock = office(config).await?;
+    let mut lock = office(config).await?;
     let locked: bool = lock
         .query_one("SELECT pg_try_advisory_lock(hashtext('branchsync'), $1::int)", &[&(branch.number as i32)])
         .await?
@@ -230,8 +230,9 @@ async fn run_sync(
         anyhow::bail!("another controller is syncing branch {} right now, try again when it is done", branch.name);
     }
     let agent = agent(branch, &config.sync)?;
-    pull(config, branch, policy, &agent, options, report, progress).await.context("pull")?;
-    push(config, branch, policy, &agent, options, report, progress).await.context("push")?;
+    // The lock's connection also carries the pull's and the push's office work: one connection per branch.
+    pull(config, &mut lock, branch, policy, &agent, options, report, progress).await.context("pull")?;
+    push(config, &lock, branch, policy, &agent, options, report, progress).await.context("push")?;
     drop(lock);
     Ok(())
 }
@@ -239,8 +240,10 @@ async fn run_sync(
 /// Pull: `diff` loops from the recorded pull cursor until one brings nothing (each loop's start acknowledges
 /// the previous one, so the shop purges and stops deferring what the office has). Each chunk is applied with
 /// its conflicts decided, and the last chunk of a loop together with the new pull cursor.
+#[allow(clippy::too_many_arguments)]
 async fn pull(
     config: &Config,
+    office: &mut Client,
     branch: &Branch,
     policy: &Policy,
     agent: &AgentClient,
@@ -248,9 +251,8 @@ async fn pull(
     report: &mut BranchReport,
     progress: &Progress,
 ) -> Result<()> {
-    let mut office = office(config).await?;
     let tables = policy.pulled();
-    let catalog = Catalog::load(&office, &tables).await?;
+    let catalog = Catalog::load(&*office, &tables).await?;
     let limits = ReadLimits { max_decompressed_bytes: 1 << 30, allowed_tables: tables.iter().cloned().collect() };
     let check = ConflictCheck {
         branch: branch.name.clone(),
@@ -277,7 +279,7 @@ async fn pull(
                             result: "fallback",
                             message,
                         };
-                        records::log(&office, entry).await?;
+                        records::log(&*office, entry).await?;
                     }
                     cursor.clear();
                     since.clear();
@@ -332,8 +334,10 @@ async fn pull(
 /// Push: the office's changes since the cursor the shop itself recorded with its last applied upload (the
 /// shop's record commits with the data, so it is right even when the office died before recording its own),
 /// less the shop's own changes, as one upload session.
+#[allow(clippy::too_many_arguments)]
 async fn push(
     config: &Config,
+    office: &Client,
     branch: &Branch,
     policy: &Policy,
     agent: &AgentClient,
@@ -341,8 +345,7 @@ async fn push(
     report: &mut BranchReport,
     progress: &Progress,
 ) -> Result<()> {
-    let office = office(config).await?;
-    let identity = pgsync::schema::identity(&office).await?;
+    let identity = pgsync::schema::identity(office).await?;
     let status = retry(&config.sync, || agent.status()).await.map_err(explain)?;
     let shop_cursor = match status.get("last_office_cursor") {
         Some(dxr::Value::String(c)) => c.clone(),
@@ -360,7 +363,7 @@ async fn push(
         }
     };
     let tables = policy.pushed();
-    let catalog = Catalog::load(&office, &tables).await?;
+    let catalog = Catalog::load(office, &tables).await?;
     let export = ExportOptions {
         since: base,
         exclude_origin: Some(branch.name.clone()),

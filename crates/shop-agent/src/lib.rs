@@ -133,6 +133,11 @@ impl Agent {
         Ok(client)
     }
 
+    /// Returns a connection taken out with [`Pooled::detach`] to the idle list.
+    pub fn give_back(&self, client: Client) {
+        drop(Pooled { client: Some(client), idle: &self.idle });
+    }
+
     /// Forgets that the schema is installed (after `clean` it is installed again by `clean` itself).
     pub(crate) async fn schema_reinstalled(&self) {
         *self.installed.lock().await = true;

@@ -149,8 +149,10 @@ async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentEr
     } else {
         let session = lp.session.take();
         let cursor = session.as_ref().map(|s| s.cursor().to_string()).unwrap_or_default();
-        if let Some(s) = session {
-            let _ = s.finish().await;
+        if let Some(s) = session
+            && let Ok(client) = s.finish().await
+        {
+            agent.give_back(client);
         }
         agent.metrics.exchanged();
         Ok(answer(data, cursor, false))
