@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use protocol::payload::{Payload, Statement, TableName, Value, escape_copy, quote_ident};
+use protocol::payload::{Payload, Statement, TableName, Value, push_copy_row, quote_ident};
 use protocol::schema::{SchemaMismatch, compare_columns};
 use tokio_postgres::{Client, Transaction};
 
@@ -356,15 +356,7 @@ async fn stage_rows(tx: &Transaction<'_>, stage: &str, columns: &[String], rows:
     let mut sink = std::pin::pin!(sink);
     let mut buf = String::with_capacity(64 * 1024);
     for row in rows {
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            match v {
-                None => buf.push_str("\\N"),
-                Some(t) => escape_copy(&mut buf, t),
-            }
-        }
+        push_copy_row(&mut buf, row);
         buf.push('\n');
         if buf.len() >= 1 << 20 {
             sink.send(Bytes::from(std::mem::take(&mut buf))).await?;

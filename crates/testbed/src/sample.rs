@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use protocol::payload::escape_copy;
+use protocol::payload::push_copy_row;
 use tokio_postgres::Client;
 
 /// The sample schema. `till_session` is shop-local and in no policy.
@@ -252,15 +252,7 @@ pub async fn copy_rows(
     let mut sink = std::pin::pin!(sink);
     let mut buf = String::with_capacity(1 << 20);
     for row in rows {
-        for (i, v) in row.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            match v {
-                None => buf.push_str("\\N"),
-                Some(t) => escape_copy(&mut buf, t),
-            }
-        }
+        push_copy_row(&mut buf, &row);
         buf.push('\n');
         if buf.len() > (1 << 20) {
             sink.send(Bytes::from(std::mem::take(&mut buf))).await?;

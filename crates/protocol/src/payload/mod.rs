@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 pub use parse::{read_payload, read_sql};
-pub use writer::{ChunkWriter, WriterConfig, escape_copy};
+pub use writer::{ChunkWriter, WriterConfig, escape_copy, push_copy_row};
 
 /// The first line of every payload the writer produces; readers accept payloads without it.
 pub const MAGIC_LINE: &str = "-- branchsync payload v1";

@@ -161,15 +161,7 @@ impl ChunkWriter {
     /// Appends one row of a `COPY` block from its values, escaping them in COPY text format.
     pub fn copy_row(&mut self, table: &TableName, columns: &[String], row: &[Value]) {
         let mut line = String::new();
-        for (i, value) in row.iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            match value {
-                None => line.push_str("\\N"),
-                Some(text) => escape_copy(&mut line, text),
-            }
-        }
+        push_copy_row(&mut line, row);
         self.copy_line(table, columns, &line);
     }
 
@@ -293,6 +285,19 @@ fn push_literal(out: &mut String, value: &Value) {
                 out.push(ch);
             }
             out.push('\'');
+        }
+    }
+}
+
+/// Appends one row in COPY text format (tab-separated, `\N` for NULL), without its newline.
+pub fn push_copy_row(out: &mut String, row: &[Value]) {
+    for (i, value) in row.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match value {
+            None => out.push_str("\\N"),
+            Some(text) => escape_copy(out, text),
         }
     }
 }
