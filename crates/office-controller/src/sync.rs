@@ -230,9 +230,19 @@ async fn run_sync(
         anyhow::bail!("another controller is syncing branch {} right now, try again when it is done", branch.name);
     }
     let agent = agent(branch, &config.sync)?;
+    // What the shop has applied of the office, by its own record (committed with the data, so right even when the
+    // office died before recording its push): the base of the conflict check and of the push.
+    let identity = pgsync::schema::identity(&lock).await?;
+    let status = retry(&config.sync, || agent.status()).await.map_err(explain)?;
+    let applied = match status.get("last_office_cursor") {
+        Some(dxr::Value::String(c)) => c.parse::<Cursor>().ok().and_then(|c| c.check_issuer(&identity).ok()),
+        _ => None,
+    };
     // The lock's connection also carries the pull's and the push's office work: one connection per branch.
-    pull(config, &mut lock, branch, policy, &agent, options, report, progress).await.context("pull")?;
-    push(config, &lock, branch, policy, &agent, options, report, progress).await.context("push")?;
+    pull(config, &mut lock, branch, policy, &agent, applied.as_ref(), options, report, progress)
+        .await
+        .context("pull")?;
+    push(config, &lock, branch, policy, &agent, applied, options, report, progress).await.context("push")?;
     drop(lock);
     Ok(())
 }
@@ -247,6 +257,7 @@ async fn pull(
     branch: &Branch,
     policy: &Policy,
     agent: &AgentClient,
+    applied: Option<&Cursor>,
     options: SyncOptions,
     report: &mut BranchReport,
     progress: &Progress,
@@ -256,7 +267,7 @@ async fn pull(
     let limits = ReadLimits { max_decompressed_bytes: 1 << 30, allowed_tables: tables.iter().cloned().collect() };
     let check = ConflictCheck {
         branch: branch.name.clone(),
-        unsent_since: branch.push_cursor.as_deref().and_then(|c| c.parse::<Cursor>().ok()).map(|c| c.snapshot),
+        unsent_since: applied.map(|c| c.snapshot.clone()),
         rules: policy.rules.clone(),
         newer_column: policy.newer_column.clone(),
     };
@@ -331,8 +342,7 @@ async fn pull(
     Ok(())
 }
 
-/// Push: the office's changes since the cursor the shop itself recorded with its last applied upload (the
-/// shop's record commits with the data, so it is right even when the office died before recording its own),
+/// Push: the office's changes since `applied`, the cursor the shop itself recorded with its last applied upload,
 /// less the shop's own changes, as one upload session.
 #[allow(clippy::too_many_arguments)]
 async fn push(
@@ -341,26 +351,18 @@ async fn push(
     branch: &Branch,
     policy: &Policy,
     agent: &AgentClient,
+    applied: Option<Cursor>,
     options: SyncOptions,
     report: &mut BranchReport,
     progress: &Progress,
 ) -> Result<()> {
-    let identity = pgsync::schema::identity(office).await?;
-    let status = retry(&config.sync, || agent.status()).await.map_err(explain)?;
-    let shop_cursor = match status.get("last_office_cursor") {
-        Some(dxr::Value::String(c)) => c.clone(),
-        _ => String::new(),
-    };
     let base = if options.full {
         None
     } else {
-        match shop_cursor.parse::<Cursor>().ok().and_then(|c| c.check_issuer(&identity).ok()) {
-            Some(c) => Some(c),
-            None => {
-                report.notes.push("the shop holds no office cursor of this database; pushing everything".into());
-                None
-            }
+        if applied.is_none() {
+            report.notes.push("the shop holds no office cursor of this database; pushing everything".into());
         }
+        applied
     };
     let tables = policy.pushed();
     let catalog = Catalog::load(office, &tables).await?;
