@@ -1,7 +1,7 @@
 //! The payload format (BRIEF §3): gzip-compressed SQL scripts that `psql` could run, read back only in the
 //! statement forms that the writer itself produces.
 //!
-//! The grammar is public (see `docs/protocol.md`), so the reader accepts those forms however a person formats
+//! The grammar is public (see `docs/payload-grammar.md`), so the reader accepts those forms however a person formats
 //! them. The reader is the security boundary of the whole system: it yields typed operations, and the side that
 //! applies them builds its own SQL from them, so nothing of the payload's text is ever executed.
 

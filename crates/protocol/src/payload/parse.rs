@@ -28,7 +28,7 @@ pub fn read_payload(gz: &[u8], limits: &ReadLimits) -> Result<Payload, PayloadEr
     if !decoder.into_inner().is_empty() {
         return Err(whole(PayloadErrorKind::BadGzip));
     }
-    // Check the trailer ourselves: the decoder accepts a stream whose CRC and size were cut off.
+    // Check the trailer ourselves as well, so integrity does not rest on a decoder detail.
     let mut crc = flate2::Crc::new();
     crc.update(&text);
     let trailer = gz.len().checked_sub(8).map(|i| &gz[i..]).ok_or_else(|| whole(PayloadErrorKind::BadGzip))?;
@@ -244,9 +244,10 @@ impl Lexer<'_> {
             match (self.at(self.pos), self.at(self.pos + 1)) {
                 (Some(b' ' | b'\t' | b'\n' | b'\r' | b'\x0c'), _) => self.pos += 1,
                 (Some(b'-'), Some(b'-')) => {
+                    // PostgreSQL ends a `--` comment at a carriage return as well as at a newline.
                     while let Some(b) = self.at(self.pos) {
                         self.pos += 1;
-                        if b == b'\n' {
+                        if b == b'\n' || b == b'\r' {
                             break;
                         }
                     }
@@ -414,6 +415,9 @@ impl Lexer<'_> {
                             let n = if c == b'u' { 4 } else { 8 };
                             let digits =
                                 self.src.get(self.pos..self.pos + n).ok_or_else(|| syntax("short unicode escape"))?;
+                            if !digits.bytes().all(|d| d.is_ascii_hexdigit()) {
+                                return Err(syntax("bad unicode escape"));
+                            }
                             let v = u32::from_str_radix(digits, 16).map_err(|_| syntax("bad unicode escape"))?;
                             let ch = char::from_u32(v).ok_or_else(|| syntax("bad unicode escape"))?;
                             self.pos += n;
@@ -489,6 +493,9 @@ impl Lexer<'_> {
 
 // ---------------------------------------------------------------------------------------------------------
 // Statements.
+
+/// PostgreSQL's own limit of columns per table; also bounds the duplicate checks of name lists.
+const MAX_COLUMNS: usize = 1600;
 
 struct Parser<'a> {
     lx: Lexer<'a>,
@@ -591,6 +598,9 @@ impl Parser<'_> {
         self.expect_punct(b'(')?;
         let mut names = Vec::new();
         loop {
+            if names.len() >= MAX_COLUMNS {
+                return Err(malformed(format!("more than {MAX_COLUMNS} columns, PostgreSQL's own limit")));
+            }
             let name = self.lx.ident()?;
             if names.contains(&name) {
                 return Err(malformed(format!("column {name} is named twice")));
@@ -706,6 +716,9 @@ impl Parser<'_> {
             k if k.is_word("update") => {
                 self.expect_word("set")?;
                 loop {
+                    if update.len() >= MAX_COLUMNS {
+                        return Err(malformed(format!("more than {MAX_COLUMNS} SET columns")));
+                    }
                     let target = self.lx.ident()?;
                     self.expect_punct(b'=')?;
                     let source = self.lx.ident()?;
@@ -784,6 +797,9 @@ impl Parser<'_> {
                     let mut key = vec![first];
                     let mut row = vec![self.value_in_condition()?];
                     while self.lx.peek()?.kind.is_word("and") {
+                        if key.len() >= MAX_COLUMNS {
+                            return Err(malformed(format!("more than {MAX_COLUMNS} key columns")));
+                        }
                         self.next()?;
                         let column = self.lx.ident()?;
                         if key.contains(&column) {
@@ -922,6 +938,8 @@ fn copy_line(line: &str, width: usize) -> Result<Vec<Value>, String> {
                         b'r' => out.push(b'\r'),
                         b't' => out.push(b'\t'),
                         b'v' => out.push(11),
+                        // PostgreSQL ends COPY data at `\.`, even inside a line: refuse rather than read on.
+                        b'.' => return Err("`\\.` inside a data line".into()),
                         b'0'..=b'7' => {
                             let mut v = (c - b'0') as u32;
                             for _ in 0..2 {

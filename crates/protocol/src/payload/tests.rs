@@ -407,3 +407,21 @@ fn no_prefix_of_a_valid_payload_panics() {
         let _ = read_payload(&bytes, &limits());
     }
 }
+
+#[test]
+fn findings_of_the_second_reader_are_refused() {
+    // A carriage return ends a `--` comment in PostgreSQL, so what follows it is a statement.
+    assert_eq!(
+        refused("DELETE FROM product WHERE id = 1; -- c\rDROP TABLE product;"),
+        (2, PayloadErrorKind::Forbidden("DROP".into()))
+    );
+    // Name lists are bounded, so duplicate checks cannot take quadratic time on a huge list.
+    let many: Vec<String> = (0..2000).map(|i| format!("c{i}")).collect();
+    let text = format!("INSERT INTO product ({}) VALUES (1) ON CONFLICT (c0) DO NOTHING", many.join(", "));
+    assert!(matches!(refused(&text).1, PayloadErrorKind::Malformed(_)));
+    assert!(matches!(refused("DELETE FROM product WHERE id = E'\\u+041'").1, PayloadErrorKind::Syntax(_)));
+    assert!(matches!(
+        refused("COPY product (id, name) FROM STDIN;\n1\tabc\\.\n\\.\n").1,
+        PayloadErrorKind::Malformed(_)
+    ));
+}
