@@ -614,10 +614,10 @@ impl Parser<'_> {
         }
     }
 
-    /// A literal: string, number (with an optional sign), NULL, TRUE or FALSE.
-    fn value(&mut self) -> Result<Value, PayloadErrorKind> {
-        let tok = self.next()?;
-        let value = match tok {
+    /// The literal starting at the next token: string, number (with an optional sign), NULL, TRUE or FALSE.
+    /// What may follow it is for the caller to check.
+    fn literal(&mut self) -> Result<Value, PayloadErrorKind> {
+        Ok(match self.next()? {
             Kind::Str(s) => Some(s),
             Kind::Num(n) => Some(n),
             Kind::Other(sign) if sign == "-" || sign == "+" => match self.next()? {
@@ -641,7 +641,12 @@ impl Parser<'_> {
                 return Err(PayloadErrorKind::NotLiteral("parenthesised expression or sub-select".into()));
             }
             other => return Err(PayloadErrorKind::NotLiteral(other.describe())),
-        };
+        })
+    }
+
+    /// A literal in a row, which ends at `,` or `)`.
+    fn value(&mut self) -> Result<Value, PayloadErrorKind> {
+        let value = self.literal()?;
         // What follows a value must end it; anything else would make it an expression.
         match self.lx.peek()?.kind {
             Kind::Punct(b',' | b')') => Ok(value),
@@ -823,25 +828,7 @@ impl Parser<'_> {
 
     /// A value in `k = v AND ...`, which ends at AND, `;` or the end rather than at `,` or `)`.
     fn value_in_condition(&mut self) -> Result<Value, PayloadErrorKind> {
-        let tok = self.next()?;
-        let value = match tok {
-            Kind::Str(s) => Some(s),
-            Kind::Num(n) => Some(n),
-            Kind::Other(sign) if sign == "-" || sign == "+" => match self.next()? {
-                Kind::Num(n) if sign == "-" => Some(format!("-{n}")),
-                Kind::Num(n) => Some(n),
-                other => {
-                    return Err(PayloadErrorKind::NotLiteral(format!("operator {sign} before {}", other.describe())));
-                }
-            },
-            k if k.is_word("null") => None,
-            k if k.is_word("true") => Some("true".into()),
-            k if k.is_word("false") => Some("false".into()),
-            Kind::Word(w) => {
-                return Err(PayloadErrorKind::NotLiteral(format!("identifier, keyword or function {}", excerpt(&w))));
-            }
-            other => return Err(PayloadErrorKind::NotLiteral(other.describe())),
-        };
+        let value = self.literal()?;
         match self.lx.peek()?.kind {
             Kind::Punct(b';') | Kind::Eof => Ok(value),
             k if k.is_word("and") => Ok(value),
