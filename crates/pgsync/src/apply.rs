@@ -189,14 +189,21 @@ pub async fn apply_in(
         }
     }
     if let Some(cursor) = &options.record_cursor {
-        tx.execute(
-            "INSERT INTO branchsync.peer_cursor (peer, cursor, applied_at) VALUES ($1, $2, now()) \
-             ON CONFLICT (peer) DO UPDATE SET cursor = EXCLUDED.cursor, applied_at = EXCLUDED.applied_at",
-            &[&options.origin, cursor],
-        )
-        .await?;
+        record_cursor(tx, &options.origin, cursor).await?;
     }
     Ok(report)
+}
+
+/// Records `cursor` as the last applied from `origin`, inside the caller's transaction (the one that applied the
+/// rows behind it).
+pub async fn record_cursor(tx: &Transaction<'_>, origin: &str, cursor: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO branchsync.peer_cursor (peer, cursor, applied_at) VALUES ($1, $2, now()) \
+         ON CONFLICT (peer) DO UPDATE SET cursor = EXCLUDED.cursor, applied_at = EXCLUDED.applied_at",
+        &[&origin, &cursor],
+    )
+    .await?;
+    Ok(())
 }
 
 /// After every chunk of a replacing upload: deletes the rows of `tables` whose keys the upload did not carry,
@@ -241,7 +248,7 @@ struct How<'a> {
 }
 
 /// Which tables are empty now, for [`ApplyOptions::fresh_tables`]; call it first thing in the transaction.
-pub async fn empty_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
+pub async fn empty_tables(tx: &impl tokio_postgres::GenericClient, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
     let mut empty = BTreeSet::new();
     for table in catalog.tables() {
         let row = tx.query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", table.name.quoted()), &[]).await?;

@@ -14,7 +14,8 @@ pub mod export;
 pub mod schema;
 
 pub use apply::{
-    ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, empty_tables, prune_unseen, validate,
+    ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, empty_tables, prune_unseen,
+    record_cursor, validate,
 };
 pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
 pub use checksum::{TableChecksum, checksum_where, checksums};

@@ -70,6 +70,9 @@ pub struct Limits {
     pub diff_chunk_bytes: usize,
     /// How long an unfinished `diff` loop keeps its snapshot open without a call, in seconds.
     pub diff_idle_seconds: u64,
+    /// How long a streamed upload (into empty tables) keeps its transaction open without a call, in seconds;
+    /// then it is rolled back and the office must start the upload again.
+    pub upload_idle_seconds: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             concurrent_requests: 32,
             diff_chunk_bytes: 4 << 20,
             diff_idle_seconds: 300,
+            upload_idle_seconds: 600,
         }
     }
 }
@@ -126,6 +130,7 @@ request_seconds = 600                # longest time one request may take
 concurrent_requests = 32             # requests served at once
 diff_chunk_bytes = 4194304           # uncompressed size of each diff answer
 diff_idle_seconds = 300              # an abandoned diff loop releases its snapshot after this
+upload_idle_seconds = 600            # an abandoned streamed upload (initial load) is rolled back after this
 "#;
 
 /// Why a configuration was refused.
@@ -177,6 +182,7 @@ impl Config {
             || l.concurrent_requests == 0
             || l.request_seconds == 0
             || l.concurrent_sessions == 0
+            || l.upload_idle_seconds == 0
         {
             return Err(ConfigError::Invalid("every limit must be greater than zero".into()));
         }

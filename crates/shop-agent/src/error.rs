@@ -26,6 +26,12 @@ pub enum AgentError {
     /// The sid names no open session.
     #[error("no upload session {0}, call sql_prepare first")]
     UnknownSession(i64),
+    /// A streamed session's transaction is gone (agent restart, idle timeout, a chunk that failed to apply):
+    /// nothing of it was applied.
+    #[error(
+        "upload session {0} was rolled back (agent restart, idle timeout or an earlier chunk refused), nothing of it was applied: start the upload again with sql_prepare"
+    )]
+    SessionLost(i64),
     /// The session was already finished by an earlier `sql_finish`; it takes no more chunks.
     #[error("upload session {0} is finished, open a new one with sql_prepare")]
     SessionFinished(i64),
@@ -60,7 +66,9 @@ impl AgentError {
             AgentError::BadParams(_) | AgentError::NotXmlRpc => FaultCode::BadParams,
             AgentError::NotAllowed { .. } => FaultCode::NotAllowed,
             AgentError::UnknownMethod(_) => FaultCode::UnknownMethod,
-            AgentError::UnknownSession(_) | AgentError::SessionFinished(_) => FaultCode::UnknownSession,
+            AgentError::UnknownSession(_) | AgentError::SessionFinished(_) | AgentError::SessionLost(_) => {
+                FaultCode::UnknownSession
+            }
             AgentError::Payload(_) => FaultCode::PayloadRefused,
             AgentError::NotConfigured => FaultCode::NotConfigured,
             AgentError::IdRange(_) => FaultCode::IdRangeConflict,

@@ -10,6 +10,7 @@ pub mod methods;
 pub mod metrics;
 pub mod rpc;
 pub mod store;
+pub mod stream;
 mod tls;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub struct Agent {
     pub started: Instant,
     /// Requests served at once.
     pub requests: Semaphore,
+    /// Upload sessions streamed into empty tables, each holding its open transaction, by sid.
+    pub streams: stream::Streams,
     /// Open `diff` loops, each holding its export snapshot, by loop id.
     pub diffs: Mutex<HashMap<u64, DiffLoop>>,
     /// The last fault returned, with its method, for `status`.
@@ -108,6 +111,7 @@ impl Agent {
             metrics: Metrics::default(),
             started: Instant::now(),
             requests: Semaphore::new(config.limits.concurrent_requests),
+            streams: stream::Streams::default(),
             diffs: Mutex::new(HashMap::new()),
             last_error: StdMutex::new(None),
             installed: Mutex::new(false),
@@ -159,12 +163,15 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let router = http::router(agent);
+    let router = http::router(agent.clone());
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "shop agent listening");
-    match tls {
+    let served = match tls {
         Some(acceptor) => {
             axum::serve(tls::TlsListener::new(listener, acceptor)?, router).with_graceful_shutdown(shutdown).await
         }
         None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
-    }
+    };
+    // Unfinished streamed uploads end with the agent, as they would with its process.
+    agent.streams.abandon_all();
+    served
 }

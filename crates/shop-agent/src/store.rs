@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS branchsync.upload_chunk (
 );
 -- Chunks are gzip already: storing them compressed again (pglz) costs CPU for nothing.
 ALTER TABLE branchsync.upload_chunk ALTER COLUMN data SET STORAGE EXTERNAL;
+-- A streamed session (an upload into empty tables) is applied in a transaction held by the agent: after an agent
+-- restart it cannot go on, and says so instead of finishing with the chunks it never staged.
+ALTER TABLE branchsync.upload_session ADD COLUMN IF NOT EXISTS streamed boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS branchsync.shop_state (
     key text PRIMARY KEY,
     value text NOT NULL,

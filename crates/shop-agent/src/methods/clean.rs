@@ -11,6 +11,8 @@ use crate::store;
 /// Handles `clean()`.
 pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     p.expect(0)?;
+    // A streamed upload holds locks on the tables erased below: roll it back first.
+    agent.streams.abandon_all();
     let mut client = agent.db().await?;
     let policy = store::load_policy(&*client).await?;
     let tx = client.transaction().await?;

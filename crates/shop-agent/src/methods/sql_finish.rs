@@ -10,7 +10,7 @@ use crate::Agent;
 use crate::error::AgentError;
 use crate::methods::{OFFICE_ORIGIN, policy};
 use crate::rpc::{Params, structure};
-use crate::store::{self, keys};
+use crate::stream;
 
 fn result_value(stored: &str) -> Value {
     let mut parts = stored.split(',').map(|n| n.parse::<i64>().unwrap_or(0));
@@ -23,6 +23,11 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     p.expect(1)?;
     let sid = p.int(0, "sid")?;
     tracing::Span::current().record("sid", sid);
+    if let Some(stream) = agent.streams.get(sid) {
+        let stored = stream::finish(agent, &stream).await?;
+        agent.metrics.exchanged();
+        return Ok(result_value(&stored));
+    }
     let mut client = agent.db().await?;
     let policy = policy(&*client).await?;
     let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
@@ -32,14 +37,18 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     };
     let tx = client.transaction().await?;
     // The row lock serialises concurrent finishes of one session: the second waits, then sees it finished.
-    let row =
-        tx.query_opt("SELECT chunks, result FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
+    let row = tx
+        .query_opt("SELECT chunks, result, streamed FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid])
+        .await?;
     let Some(row) = row else { return Err(AgentError::UnknownSession(sid)) };
-    let (chunks, result): (i32, Option<String>) = (row.get(0), row.get(1));
+    let (chunks, result, streamed): (i32, Option<String>, bool) = (row.get(0), row.get(1), row.get(2));
     if let Some(result) = result {
         return Ok(result_value(&result));
     }
-    // Tables empty now take the upload's rows straight in (the initial load after `clean`).
+    if streamed {
+        return Err(AgentError::SessionLost(sid));
+    }
+    // Tables empty now take the upload's rows straight in.
     let fresh = pgsync::empty_tables(&tx, &catalog.subset(&policy.receives())).await?;
     let mut report = ApplyReport::default();
     let mut cursor = None;
@@ -64,42 +73,12 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
         };
         let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options)
             .await
-            .map_err(|e| renumber(e, seq as usize))?;
+            .map_err(|e| stream::renumber(e, seq as usize))?;
         report.merge(part);
     }
     report.merge(pgsync::prune_unseen(&tx, &catalog, &replaced).await?);
-    let stored = format!(
-        "{},{},{},{}",
-        report.upserted(),
-        report.deleted() + report.tables.iter().map(|(_, c)| c.pruned).sum::<u64>(),
-        report.deferred(),
-        chunks
-    );
-    tx.execute(
-        "UPDATE branchsync.upload_session SET finished_at = now(), result = $2 WHERE sid = $1",
-        &[&sid, &stored],
-    )
-    .await?;
-    tx.execute("DELETE FROM branchsync.upload_chunk WHERE sid = $1", &[&sid]).await?;
-    store::set_state(&tx, keys::DEFERRED, &report.deferred().to_string()).await?;
+    let stored = stream::conclude(&tx, sid, &report, chunks as usize).await?;
     tx.commit().await?;
     agent.metrics.exchanged();
-    tracing::info!(
-        upserted = report.upserted(),
-        deleted = report.deleted(),
-        deferred = report.deferred(),
-        "upload applied"
-    );
     Ok(result_value(&stored))
-}
-
-/// `apply_in` numbers chunks within its call; here each call holds one chunk of the session.
-fn renumber(e: pgsync::Error, seq: usize) -> pgsync::Error {
-    match e {
-        pgsync::Error::Rejected { statement, sqlstate, message, .. } => {
-            pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message }
-        }
-        pgsync::Error::Payload { source, .. } => pgsync::Error::Payload { chunk: seq, source },
-        other => other,
-    }
 }

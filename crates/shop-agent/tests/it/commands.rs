@@ -115,12 +115,28 @@ async fn a_transaction_open_across_a_diff_is_delivered_by_the_next_diff() {
     agent.stop().await;
 }
 
+/// Copies one row of `table` from the office into the shop, so that the shop's received tables are not all
+/// empty and its uploads are staged rather than streamed.
+async fn seed_row(office: &tokio_postgres::Client, shop: &tokio_postgres::Client, table: &str) {
+    use futures_util::{SinkExt, TryStreamExt};
+    let out = office.copy_out(&format!("COPY (SELECT * FROM {table} ORDER BY 1 LIMIT 1) TO STDOUT")).await.unwrap();
+    let rows: Vec<bytes::Bytes> = out.try_collect().await.unwrap();
+    let sink = shop.copy_in(&format!("COPY {table} FROM STDIN")).await.unwrap();
+    let mut sink = std::pin::pin!(sink);
+    for row in rows {
+        sink.send(row).await.unwrap();
+    }
+    sink.finish().await.unwrap();
+}
+
 #[tokio::test]
 async fn staged_chunks_survive_an_agent_restart_and_unknown_sids_are_refused() {
     let (office_url, office) = database("restart_office", true).await;
     let (agent, shop) = configured_shop("restart_shop", Limits::default()).await;
+    seed_row(&office, &shop, "parameter").await;
     let (chunks, _) = office_full_export(&office_url, 32 * 1024).await;
     let sid = agent.office().sql_prepare().await.unwrap();
+    assert!(!streamed(&shop, sid).await);
     for c in &chunks {
         agent.office().sql_create(sid, c.clone()).await.unwrap();
     }
@@ -140,6 +156,68 @@ async fn staged_chunks_survive_an_agent_restart_and_unknown_sids_are_refused() {
         FaultCode::UnknownSession,
         "finished sessions take no more chunks"
     );
+    agent.stop().await;
+}
+
+async fn streamed(shop: &tokio_postgres::Client, sid: i64) -> bool {
+    shop.query_one("SELECT streamed FROM branchsync.upload_session WHERE sid = $1", &[&sid]).await.unwrap().get(0)
+}
+
+async fn row_count(client: &tokio_postgres::Client, tables: &[protocol::payload::TableName]) -> i64 {
+    let mut n = 0;
+    for t in tables {
+        n += client.query_one(&format!("SELECT count(*) FROM {}", t.quoted()), &[]).await.unwrap().get::<_, i64>(0);
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_streamed_initial_load_applies_a_retried_chunk_once_and_is_lost_whole_with_the_agent() {
+    let (office_url, office) = database("stream_office", true).await;
+    let (agent, shop) = configured_shop("stream_shop", Limits::default()).await;
+    let received = names(&[policy::FROM_SOURCE, policy::BOTH, policy::INITIAL]);
+    let (chunks, _) = office_full_export(&office_url, 32 * 1024).await;
+    assert!(chunks.len() > 2);
+
+    // A chunk sent again right after itself (its answer was lost) is applied once.
+    let client = agent.office();
+    let sid = client.sql_prepare().await.unwrap();
+    assert!(streamed(&shop, sid).await);
+    client.sql_create(sid, chunks[0].clone()).await.unwrap();
+    for c in &chunks {
+        client.sql_create(sid, c.clone()).await.unwrap();
+    }
+    client.sql_finish(sid).await.unwrap();
+    assert_eq!(sums(&office, &received).await, sums(&shop, &received).await);
+
+    // The streamed transaction dies with the agent: nothing of the upload stays, and the sid says so.
+    client.clean().await.unwrap();
+    client.configure(&retail("stream")).await.unwrap();
+    let sid = client.sql_prepare().await.unwrap();
+    for c in &chunks[..2] {
+        client.sql_create(sid, c.clone()).await.unwrap();
+    }
+    let url = agent.db_url.clone();
+    agent.stop().await;
+    let agent = TestAgent::start(&url, Limits::default()).await;
+    let client = agent.office();
+    assert_eq!(fault(client.sql_create(sid, chunks[2].clone()).await.unwrap_err()), FaultCode::UnknownSession);
+    assert_eq!(fault(client.sql_finish(sid).await.unwrap_err()), FaultCode::UnknownSession);
+    assert_eq!(row_count(&shop, &received).await, 0);
+
+    // A chunk that fails to apply (its keys are in the table already) rolls the whole upload back; the next call
+    // of the session reports it, and later ones say the session is gone.
+    let sid = client.sql_prepare().await.unwrap();
+    client.sql_create(sid, chunks[0].clone()).await.unwrap();
+    client.sql_create(sid, chunks[1].clone()).await.unwrap();
+    let again = client.sql_create(sid, chunks[0].clone()).await;
+    let first = match again {
+        Err(e) => fault(e),
+        Ok(_) => fault(client.sql_finish(sid).await.unwrap_err()),
+    };
+    assert_eq!(first, FaultCode::PayloadRefused);
+    assert_eq!(fault(client.sql_finish(sid).await.unwrap_err()), FaultCode::UnknownSession);
+    assert_eq!(row_count(&shop, &received).await, 0);
     agent.stop().await;
 }
 

@@ -1,0 +1,339 @@
+//! Streamed upload sessions: an upload into tables that are all empty when it opens (the initial load after
+//! `clean`) is applied as its chunks arrive, in one transaction that a task holds open on its own connection
+//! until `sql_finish` commits it. The shop's apply then overlaps the office's export and the transfer instead of
+//! waiting for the last chunk. Uploads into tables that hold rows are staged and applied at `sql_finish` as
+//! before, so that the till never waits on row locks held across a slow line.
+//!
+//! A streamed session is not durable: after an agent restart, an idle timeout or a refused chunk, its transaction
+//! is rolled back, nothing of the upload stays, and later calls for the sid say so (fault 200) so that the office
+//! starts the upload again. `sql_create` answers once the chunk is read, checked and queued; a chunk that then
+//! fails to apply is reported by the session's next call.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use pgsync::{ApplyOptions, ApplyReport, Catalog};
+use protocol::payload::{Payload, ReadLimits, TableName, read_payload};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, Transaction};
+use tracing::Instrument;
+
+use crate::Agent;
+use crate::error::AgentError;
+use crate::methods::OFFICE_ORIGIN;
+use crate::store::{self, Policy, keys};
+
+/// Chunks read and waiting for the apply task: enough to keep it busy, few enough to bound memory.
+const QUEUE: usize = 2;
+
+/// The open streamed sessions, by sid.
+#[derive(Debug, Default)]
+pub struct Streams {
+    open: StdMutex<HashMap<i64, Arc<Stream>>>,
+}
+
+impl Streams {
+    /// The live session `sid`, if this agent process holds it.
+    pub fn get(&self, sid: i64) -> Option<Arc<Stream>> {
+        self.open.lock().ok().and_then(|open| open.get(&sid).cloned())
+    }
+
+    fn insert(&self, stream: Arc<Stream>) {
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(stream.sid, stream);
+        }
+    }
+
+    fn remove(&self, sid: i64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&sid);
+        }
+    }
+
+    /// Abandons every live session: their transactions roll back (`clean` calls this before erasing).
+    pub fn abandon_all(&self) {
+        if let Ok(mut open) = self.open.lock() {
+            open.clear();
+        }
+    }
+}
+
+/// What `sql_create` calls of one session share.
+#[derive(Debug, Default)]
+struct Received {
+    /// Digest of the last chunk received: the same chunk again is a retry after a lost answer, applied once.
+    last: Option<[u8; 32]>,
+    chunks: usize,
+    bytes: u64,
+}
+
+/// One live streamed session.
+#[derive(Debug)]
+pub struct Stream {
+    sid: i64,
+    policy: Policy,
+    catalog: Catalog,
+    commands: mpsc::Sender<Command>,
+    failure: Arc<StdMutex<Option<AgentError>>>,
+    /// Serialises the session's calls.
+    received: tokio::sync::Mutex<Received>,
+}
+
+enum Command {
+    Chunk { seq: usize, payload: Payload },
+    Finish { chunks: usize, reply: oneshot::Sender<Result<String, AgentError>> },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Chunk { seq, .. } => write!(f, "Chunk({seq})"),
+            Command::Finish { .. } => f.write_str("Finish"),
+        }
+    }
+}
+
+impl Stream {
+    /// The error that ended the session, once; afterwards "lost".
+    fn ended(&self) -> AgentError {
+        self.failure.lock().ok().and_then(|mut f| f.take()).unwrap_or(AgentError::SessionLost(self.sid))
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.lock().map(|f| f.is_some()).unwrap_or(true) || self.commands.is_closed()
+    }
+}
+
+/// Whether an upload session opened now should stream: the shop receives some tables and all of them are empty.
+pub async fn should_stream(client: &Client, catalog: &Catalog, policy: &Policy) -> Result<bool, AgentError> {
+    let receives = catalog.subset(&policy.receives());
+    if receives.tables().is_empty() {
+        return Ok(false);
+    }
+    Ok(pgsync::empty_tables(client, &receives).await?.len() == receives.tables().len())
+}
+
+/// Opens the live side of session `sid` (its row exists and is marked streamed): a dedicated connection with
+/// the transaction begun and the session row locked. Returns once the transaction is ready.
+pub async fn open(agent: &Agent, sid: i64, policy: Policy, catalog: Catalog) -> Result<(), AgentError> {
+    let client = pgsync::connect(&agent.config.database_url).await?;
+    let (commands, queue) = mpsc::channel(QUEUE);
+    let failure = Arc::new(StdMutex::new(None));
+    let (ready, started) = oneshot::channel();
+    let idle = Duration::from_secs(agent.config.limits.upload_idle_seconds);
+    let task = Task { sid, policy: policy.clone(), catalog: catalog.clone(), idle, failure: failure.clone() };
+    tokio::spawn(task.run(client, queue, ready).instrument(tracing::info_span!("streamed_upload", sid)));
+    started.await.map_err(|_| AgentError::SessionLost(sid))??;
+    let stream = Stream { sid, policy, catalog, commands, failure, received: Default::default() };
+    agent.streams.insert(Arc::new(stream));
+    Ok(())
+}
+
+/// `sql_create` on a live session: reads and checks the chunk, then queues it for the apply task.
+pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), AgentError> {
+    let mut received = stream.received.lock().await;
+    let digest: [u8; 32] = Sha256::digest(data).into();
+    if received.last == Some(digest) {
+        return Ok(());
+    }
+    if stream.failed() {
+        agent.streams.remove(stream.sid);
+        return Err(stream.ended());
+    }
+    let max = agent.config.limits.session_staged_bytes;
+    if received.bytes + data.len() as u64 > max {
+        return Err(AgentError::Limit(format!(
+            "session {} would bring more than {max} bytes, split the upload into several sessions",
+            stream.sid
+        )));
+    }
+    let limits = ReadLimits {
+        max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
+        allowed_tables: stream.policy.receives(),
+    };
+    let payload = read_payload(data, &limits)?;
+    let seq = received.chunks + 1;
+    pgsync::validate(&stream.catalog, &payload, seq)?;
+    if stream.commands.send(Command::Chunk { seq, payload }).await.is_err() {
+        agent.streams.remove(stream.sid);
+        return Err(stream.ended());
+    }
+    received.chunks = seq;
+    received.bytes += data.len() as u64;
+    received.last = Some(digest);
+    Ok(())
+}
+
+/// `sql_finish` on a live session: the task applies what is queued, prunes, records and commits. Returns the
+/// stored result.
+pub async fn finish(agent: &Agent, stream: &Stream) -> Result<String, AgentError> {
+    let received = stream.received.lock().await;
+    let (reply, answer) = oneshot::channel();
+    let sent = stream.commands.send(Command::Finish { chunks: received.chunks, reply }).await;
+    // From here a retried finish reads the session row, which the task holds locked until it commits.
+    agent.streams.remove(stream.sid);
+    if sent.is_err() {
+        return Err(stream.ended());
+    }
+    match answer.await {
+        Ok(result) => result,
+        Err(_) => Err(stream.ended()),
+    }
+}
+
+/// The apply task's fixed inputs.
+struct Task {
+    sid: i64,
+    policy: Policy,
+    catalog: Catalog,
+    idle: Duration,
+    failure: Arc<StdMutex<Option<AgentError>>>,
+}
+
+/// What the task has applied so far.
+#[derive(Default)]
+struct Applied {
+    report: ApplyReport,
+    cursor: Option<String>,
+    replaced: BTreeSet<TableName>,
+}
+
+impl Task {
+    async fn run(
+        self,
+        mut client: Client,
+        mut queue: mpsc::Receiver<Command>,
+        ready: oneshot::Sender<Result<(), AgentError>>,
+    ) {
+        let sid = self.sid;
+        let begun = async {
+            let tx = client.transaction().await?;
+            tx.query_one("SELECT 1 FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
+            // The tables empty now take the rows straight in; both-ways tables still merge with deferral.
+            let fresh = pgsync::empty_tables(&tx, &self.catalog.subset(&self.policy.receives())).await?;
+            Ok::<_, AgentError>((tx, fresh))
+        };
+        let (tx, fresh) = match begun.await {
+            Ok(begun) => {
+                let _ = ready.send(Ok(()));
+                begun
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let options = ApplyOptions {
+            origin: OFFICE_ORIGIN.into(),
+            defer_tables: self.policy.both.iter().cloned().collect(),
+            fresh_tables: fresh,
+            ..ApplyOptions::default()
+        };
+        let mut applied = Applied::default();
+        loop {
+            let command = match tokio::time::timeout(self.idle, queue.recv()).await {
+                Ok(Some(command)) => command,
+                Ok(None) => {
+                    tracing::info!("streamed upload abandoned, rolled back");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(idle_seconds = self.idle.as_secs(), "streamed upload idle too long, rolled back");
+                    return;
+                }
+            };
+            match command {
+                Command::Chunk { seq, payload } => {
+                    if let Err(e) = self.apply(&tx, &options, &mut applied, seq, payload).await {
+                        tracing::warn!(error = %e, chunk = seq, "streamed upload refused a chunk, rolled back");
+                        if let Ok(mut failure) = self.failure.lock() {
+                            *failure = Some(e);
+                        }
+                        return;
+                    }
+                }
+                Command::Finish { chunks, reply } => {
+                    let result = self.finish(tx, applied, chunks).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(error = %e, "streamed upload could not finish, rolled back");
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        options: &ApplyOptions,
+        applied: &mut Applied,
+        seq: usize,
+        payload: Payload,
+    ) -> Result<(), AgentError> {
+        if payload.header.cursor.is_some() {
+            applied.cursor = payload.header.cursor.clone();
+        }
+        applied.replaced.extend(payload.header.replace.iter().cloned());
+        let part = pgsync::apply_in(tx, &self.catalog, std::slice::from_ref(&payload), options)
+            .await
+            .map_err(|e| renumber(e, seq))?;
+        applied.report.merge(part);
+        Ok(())
+    }
+
+    async fn finish(&self, tx: Transaction<'_>, mut applied: Applied, chunks: usize) -> Result<String, AgentError> {
+        applied.report.merge(pgsync::prune_unseen(&tx, &self.catalog, &applied.replaced).await?);
+        if let Some(cursor) = &applied.cursor {
+            pgsync::record_cursor(&tx, OFFICE_ORIGIN, cursor).await?;
+        }
+        let stored = conclude(&tx, self.sid, &applied.report, chunks).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+}
+
+/// The bookkeeping every finished upload commits with its data: the session's result (returned again to a
+/// retried `sql_finish`), its staged chunks gone, and the deferred count for `status`. Returns the stored result.
+pub async fn conclude(
+    tx: &Transaction<'_>,
+    sid: i64,
+    report: &ApplyReport,
+    chunks: usize,
+) -> Result<String, AgentError> {
+    let stored = format!(
+        "{},{},{},{}",
+        report.upserted(),
+        report.deleted() + report.tables.iter().map(|(_, c)| c.pruned).sum::<u64>(),
+        report.deferred(),
+        chunks
+    );
+    tx.execute(
+        "UPDATE branchsync.upload_session SET finished_at = now(), result = $2, chunks = $3 WHERE sid = $1",
+        &[&sid, &stored, &(chunks as i32)],
+    )
+    .await?;
+    tx.execute("DELETE FROM branchsync.upload_chunk WHERE sid = $1", &[&sid]).await?;
+    store::set_state(tx, keys::DEFERRED, &report.deferred().to_string()).await?;
+    tracing::info!(
+        upserted = report.upserted(),
+        deleted = report.deleted(),
+        deferred = report.deferred(),
+        "upload applied"
+    );
+    Ok(stored)
+}
+
+/// `apply_in` numbers chunks within its call; here each call holds one chunk of the session.
+pub fn renumber(e: pgsync::Error, seq: usize) -> AgentError {
+    AgentError::Sync(match e {
+        pgsync::Error::Rejected { statement, sqlstate, message, .. } => {
+            pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message }
+        }
+        pgsync::Error::Payload { source, .. } => pgsync::Error::Payload { chunk: seq, source },
+        other => other,
+    })
+}
