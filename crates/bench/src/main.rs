@@ -34,10 +34,14 @@ struct Args {
     /// Write the results to this Markdown file (e.g. BENCHMARKS.md).
     #[arg(long)]
     write: Option<std::path::PathBuf>,
+    /// Log the bounds of timed sections (monotonic clock, for `perf report --time`) and the components' info.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_writer(std::io::stderr).init();
+    let level = if std::env::args().any(|a| a == "--verbose") { tracing::Level::DEBUG } else { tracing::Level::WARN };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
-use protocol::payload::{Payload, Statement, TableName, Value, push_copy_row, quote_ident};
+use protocol::payload::{Payload, Rows, Statement, TableName, quote_ident};
 use protocol::schema::{SchemaMismatch, compare_columns};
 use tokio_postgres::{Client, Transaction};
 
@@ -357,21 +357,12 @@ impl Stages {
     }
 }
 
-async fn stage_rows(tx: &Transaction<'_>, stage: &str, columns: &[String], rows: &[Vec<Value>]) -> Result<()> {
+async fn stage_rows(tx: &Transaction<'_>, stage: &str, columns: &[String], rows: &Rows) -> Result<()> {
     let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     let sink = tx.copy_in(&format!("COPY {stage} ({}) FROM STDIN", cols.join(", "))).await?;
     let mut sink = std::pin::pin!(sink);
-    let mut buf = String::with_capacity(64 * 1024);
-    for row in rows {
-        push_copy_row(&mut buf, row);
-        buf.push('\n');
-        if buf.len() >= 1 << 20 {
-            sink.send(Bytes::from(std::mem::take(&mut buf))).await?;
-        }
-    }
-    if !buf.is_empty() {
-        sink.send(Bytes::from(buf)).await?;
-    }
+    // The reader kept the rows in COPY text format: they go to the database as they are.
+    sink.send(Bytes::copy_from_slice(rows.copy_text().as_bytes())).await?;
     sink.finish().await?;
     Ok(())
 }

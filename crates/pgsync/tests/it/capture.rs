@@ -144,7 +144,7 @@ async fn deletes_and_key_changes_are_captured_and_truncate_is_refused() {
         .flat_map(|p| &p.statements)
         .filter_map(|s| match s {
             Statement::Delete { table, rows, .. } if table == &TableName::new("public", "parameter") => {
-                Some(rows.clone())
+                Some(rows.to_vec())
             }
             _ => None,
         })

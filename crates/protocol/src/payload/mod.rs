@@ -6,6 +6,7 @@
 //! applies them builds its own SQL from them, so nothing of the payload's text is ever executed.
 
 mod parse;
+mod rows;
 mod writer;
 
 #[cfg(test)]
@@ -15,6 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 pub use parse::{read_payload, read_sql};
+pub use rows::Rows;
 pub use writer::{ChunkWriter, WriterConfig, escape_copy, push_copy_row};
 
 /// The first line of every payload the writer produces; readers accept payloads without it.
@@ -110,8 +112,8 @@ pub enum Statement {
         /// The columns that `DO UPDATE SET` assigns from `EXCLUDED`; empty for `DO NOTHING`. For a `COPY`
         /// block, every column.
         update: Vec<String>,
-        /// One entry per row, each with one value per column.
-        rows: Vec<Vec<Value>>,
+        /// The rows, one value per column each.
+        rows: Rows,
     },
     /// `DELETE FROM t WHERE k = v [AND k2 = v2 ...]`, `DELETE FROM t WHERE k IN (v, ...)` or
     /// `DELETE FROM t WHERE (k1, k2) IN ((v, v), ...)`.
@@ -120,8 +122,8 @@ pub enum Statement {
         table: TableName,
         /// The key columns, in order.
         key: Vec<String>,
-        /// One entry per deleted row, each with one value per key column.
-        rows: Vec<Vec<Value>>,
+        /// The deleted rows' keys, one value per key column each.
+        rows: Rows,
     },
 }
 

@@ -11,7 +11,9 @@ use std::io::Read;
 
 use flate2::bufread::GzDecoder;
 
-use super::{ColumnDecl, Header, Payload, PayloadError, PayloadErrorKind, ReadLimits, Statement, TableName, Value};
+use super::{
+    ColumnDecl, Header, Payload, PayloadError, PayloadErrorKind, ReadLimits, Rows, Statement, TableName, Value,
+};
 
 /// Decompresses one chunk within the limits and reads it.
 pub fn read_payload(gz: &[u8], limits: &ReadLimits) -> Result<Payload, PayloadError> {
@@ -684,7 +686,7 @@ impl Parser<'_> {
             return Err(malformed("INSERT takes VALUES only"));
         }
         self.next()?;
-        let mut rows = Vec::new();
+        let mut rows = Rows::new();
         loop {
             let row = self.tuple()?;
             if row.len() != columns.len() {
@@ -695,7 +697,7 @@ impl Parser<'_> {
                     columns.len()
                 )));
             }
-            rows.push(row);
+            rows.push(&row);
             if self.lx.peek()?.kind == Kind::Punct(b',') {
                 self.next()?;
             } else {
@@ -823,7 +825,7 @@ impl Parser<'_> {
             return Err(malformed("a key value is NULL, which matches no row"));
         }
         self.expect_end()?;
-        Ok(Statement::Delete { table, key, rows })
+        Ok(Statement::Delete { table, key, rows: Rows::from(rows) })
     }
 
     /// A value in `k = v AND ...`, which ends at AND, `;` or the end rather than at `,` or `)`.
@@ -868,7 +870,7 @@ impl Parser<'_> {
             Some(b'\n') => pos += 1,
             _ => return Err(malformed("COPY ... FROM STDIN; must end its line, the data follows on the next lines")),
         }
-        let mut rows = Vec::new();
+        let mut rows = Rows::new();
         loop {
             let rest = &self.lx.src[pos..];
             let Some(nl) = rest.find('\n') else {
@@ -885,92 +887,101 @@ impl Parser<'_> {
                 self.lx.pos = pos;
                 break;
             }
-            let row =
-                copy_line(line, columns.len()).map_err(|m| malformed(format!("COPY row {}: {m}", rows.len() + 1)))?;
-            rows.push(row);
+            check_copy_line(line, columns.len()).map_err(|m| malformed(format!("COPY row {}: {m}", rows.len() + 1)))?;
+            rows.push_checked_line(line);
         }
         let update = columns.clone();
         Ok(Statement::Upsert { table, columns, conflict: Vec::new(), update, rows })
     }
 }
 
-/// Decodes one line of COPY text format into exactly `width` values.
-fn copy_line(line: &str, width: usize) -> Result<Vec<Value>, String> {
-    let mut values = Vec::with_capacity(width);
+/// Checks one line of COPY text format: exactly `width` fields, each one that [`decode_copy_field`] accepts.
+/// Only fields with a backslash are decoded; the others are checked in place, without allocating.
+fn check_copy_line(line: &str, width: usize) -> Result<(), String> {
+    let mut fields = 0;
     for field in line.split('\t') {
-        if field == "\\N" {
-            values.push(None);
-            continue;
+        fields += 1;
+        if field.contains('\\') {
+            decode_copy_field(field)?;
+        } else if field.contains('\r') {
+            return Err("unescaped carriage return".into());
         }
-        if !field.contains('\\') {
-            if field.contains('\r') {
-                return Err("unescaped carriage return".into());
-            }
-            values.push(Some(field.to_string()));
-            continue;
+    }
+    if fields != width {
+        return Err(format!("{fields} fields for {width} columns"));
+    }
+    Ok(())
+}
+
+/// Decodes one field of COPY text format: `\N` is NULL; escapes as PostgreSQL reads them; the result must be
+/// UTF-8 without NUL.
+pub(crate) fn decode_copy_field(field: &str) -> Result<Value, String> {
+    if field == "\\N" {
+        return Ok(None);
+    }
+    if !field.contains('\\') {
+        if field.contains('\r') {
+            return Err("unescaped carriage return".into());
         }
-        let b = field.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'\\' => {
-                    i += 1;
-                    let Some(&c) = b.get(i) else { return Err("backslash at the end of a field".into()) };
-                    i += 1;
-                    match c {
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'n' => out.push(b'\n'),
-                        b'r' => out.push(b'\r'),
-                        b't' => out.push(b'\t'),
-                        b'v' => out.push(11),
-                        // PostgreSQL ends COPY data at `\.`, even inside a line: refuse rather than read on.
-                        b'.' => return Err("`\\.` inside a data line".into()),
-                        b'0'..=b'7' => {
-                            let mut v = (c - b'0') as u32;
-                            for _ in 0..2 {
-                                match b.get(i) {
-                                    Some(d @ b'0'..=b'7') => {
-                                        v = v * 8 + (d - b'0') as u32;
-                                        i += 1;
-                                    }
-                                    _ => break,
+        return Ok(Some(field.to_string()));
+    }
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                i += 1;
+                let Some(&c) = b.get(i) else { return Err("backslash at the end of a field".into()) };
+                i += 1;
+                match c {
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'v' => out.push(11),
+                    // PostgreSQL ends COPY data at `\.`, even inside a line: refuse rather than read on.
+                    b'.' => return Err("`\\.` inside a data line".into()),
+                    b'0'..=b'7' => {
+                        let mut v = (c - b'0') as u32;
+                        for _ in 0..2 {
+                            match b.get(i) {
+                                Some(d @ b'0'..=b'7') => {
+                                    v = v * 8 + (d - b'0') as u32;
+                                    i += 1;
                                 }
+                                _ => break,
                             }
-                            out.push((v & 0xff) as u8);
                         }
-                        b'x' if b.get(i).is_some_and(|d| d.is_ascii_hexdigit()) => {
-                            let mut v = 0u32;
-                            for _ in 0..2 {
-                                match b.get(i) {
-                                    Some(d) if d.is_ascii_hexdigit() => {
-                                        v = v * 16 + (*d as char).to_digit(16).unwrap_or(0);
-                                        i += 1;
-                                    }
-                                    _ => break,
-                                }
-                            }
-                            out.push(v as u8);
-                        }
-                        other => out.push(other),
+                        out.push((v & 0xff) as u8);
                     }
-                }
-                b'\r' => return Err("unescaped carriage return".into()),
-                other => {
-                    out.push(other);
-                    i += 1;
+                    b'x' if b.get(i).is_some_and(|d| d.is_ascii_hexdigit()) => {
+                        let mut v = 0u32;
+                        for _ in 0..2 {
+                            match b.get(i) {
+                                Some(d) if d.is_ascii_hexdigit() => {
+                                    v = v * 16 + (*d as char).to_digit(16).unwrap_or(0);
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out.push(v as u8);
+                    }
+                    other => out.push(other),
                 }
             }
+            b'\r' => return Err("unescaped carriage return".into()),
+            other => {
+                out.push(other);
+                i += 1;
+            }
         }
-        let text = String::from_utf8(out).map_err(|_| "a value is not valid utf-8".to_string())?;
-        if text.contains('\0') {
-            return Err("a value holds a NUL character".into());
-        }
-        values.push(Some(text));
     }
-    if values.len() != width {
-        return Err(format!("{} fields for {width} columns", values.len()));
+    let text = String::from_utf8(out).map_err(|_| "a value is not valid utf-8".to_string())?;
+    if text.contains('\0') {
+        return Err("a value holds a NUL character".into());
     }
-    Ok(values)
+    Ok(Some(text))
 }

@@ -21,7 +21,7 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { chunk_bytes: 4 << 20, rows_per_statement: 500, gzip_level: 6 }
+        Self { chunk_bytes: 4 << 20, rows_per_statement: 500, gzip_level: 3 }
     }
 }
 
@@ -304,13 +304,19 @@ pub fn push_copy_row(out: &mut String, row: &[Value]) {
 
 /// Escapes a value for COPY text format (without the `\N` of NULL).
 pub fn escape_copy(out: &mut String, text: &str) {
-    for ch in text.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            _ => out.push(ch),
-        }
+    // The special characters are ASCII, so slicing at them keeps to character boundaries.
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        out.push_str(escaped);
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
 }
