@@ -180,8 +180,10 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
 
     let sync = |name: &str| SyncArgs { branches: vec![name.to_string()], all: false, full: false, dry_run: false };
     let started = Instant::now();
+    tracing::debug!(at = ?started, "catch-up begins");
     let out = ok(commands::sync::run(&config, sync("catchup")).await?, "sync")?;
     let ours = started.elapsed();
+    tracing::debug!(at = ?Instant::now(), "catch-up ends");
     let pulled = out.json[0]["bytes_pulled"].as_u64().unwrap_or(0);
     if count(&office, "SELECT count(*) FROM sale").await? != sales {
         bail!("the office does not hold the shop's sales after the sync");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use agent_client::{AgentClient, ClientError};
+use agent_client::{AgentClient, ClientError, DiffAnswer};
 use anyhow::{Context, Result, anyhow};
 use pgsync::{ApplyOptions, Catalog, ConflictCheck, ExportOptions, ExportSession};
 use protocol::cursor::Cursor;
@@ -271,63 +271,51 @@ async fn pull(
         rules: policy.rules.clone(),
         newer_column: policy.newer_column.clone(),
     };
+    let set_based = may_set_replication_role(office).await?;
+    if !set_based {
+        tracing::debug!("foreign keys checked per row: the office role may not set session_replication_role");
+    }
     let mut since = branch.pull_cursor.clone().unwrap_or_default();
     for _ in 0..3 {
         let mut cursor = since.clone();
         let mut loop_rows = 0u64;
+        let mut prefetched: Option<DiffAnswer> = None;
         loop {
-            let answer = match retry(&config.sync, || agent.diff(&cursor)).await {
-                Err(e) if e.fault() == Some(FaultCode::CursorRefused) && !cursor.is_empty() => {
-                    report.notes.push(format!("pull cursor refused by the shop ({e}); fell back to a full pull"));
-                    if !options.dry_run {
-                        let message = "cursor refused, full pull";
-                        let entry = LogEntry {
-                            branch: &branch.name,
-                            table: "*",
-                            direction: "pull",
-                            rows: 0,
-                            bytes: None,
-                            result: "fallback",
-                            message,
-                        };
-                        records::log(&*office, entry).await?;
+            let answer = match prefetched.take() {
+                Some(answer) => answer,
+                None => match retry(&config.sync, || agent.diff(&cursor)).await {
+                    Err(e) if e.fault() == Some(FaultCode::CursorRefused) && !cursor.is_empty() => {
+                        report.notes.push(format!("pull cursor refused by the shop ({e}); fell back to a full pull"));
+                        if !options.dry_run {
+                            let message = "cursor refused, full pull";
+                            let entry = LogEntry {
+                                branch: &branch.name,
+                                table: "*",
+                                direction: "pull",
+                                rows: 0,
+                                bytes: None,
+                                result: "fallback",
+                                message,
+                            };
+                            records::log(&*office, entry).await?;
+                        }
+                        cursor.clear();
+                        since.clear();
+                        continue;
                     }
-                    cursor.clear();
-                    since.clear();
-                    continue;
-                }
-                other => other.map_err(explain)?,
+                    other => other.map_err(explain)?,
+                },
             };
             report.bytes_pulled += answer.data.len() as u64;
-            let payload = read_payload(&answer.data, &limits)
-                .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
-            if options.dry_run {
-                for s in &payload.statements {
-                    let n = match s {
-                        protocol::payload::Statement::Upsert { rows, .. }
-                        | protocol::payload::Statement::Delete { rows, .. } => rows.len() as u64,
-                    };
-                    report.add(s.table(), "pull", n, 0);
-                    loop_rows += n;
-                }
-            } else {
-                let tx = office.transaction().await?;
-                let apply =
-                    ApplyOptions { origin: branch.name.clone(), conflicts: Some(check.clone()), ..Default::default() };
-                let applied = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &apply).await?;
-                if !answer.more {
-                    tx.execute(
-                        "UPDATE branchsync.branch_synchronization SET pull_cursor = $2 WHERE branch = $1",
-                        &[&branch.name, &answer.cursor],
-                    )
-                    .await?;
-                }
-                tx.commit().await?;
-                for (table, c) in &applied.tables {
-                    report.add(table, "pull", c.upserted + c.deleted + c.conflicts, c.conflicts);
-                    loop_rows += c.upserted + c.deleted + c.conflicts;
-                }
-            }
+            // The shop reads its next chunk while the office applies this one: a continuation only says what the
+            // office has received, and the pull cursor moves only with the last chunk of the loop.
+            let following = async {
+                if answer.more { Some(retry(&config.sync, || agent.diff(&answer.cursor)).await) } else { None }
+            };
+            let take = Take { catalog: &catalog, limits: &limits, check: &check, branch, options, set_based };
+            let (applied, following) = tokio::join!(take.apply(office, &answer, report), following);
+            loop_rows += applied?;
+            prefetched = following.transpose().map_err(explain)?;
             progress.update(&branch.name, "pull", report);
             cursor = answer.cursor;
             if !answer.more {
@@ -340,6 +328,74 @@ async fn pull(
         }
     }
     Ok(())
+}
+
+/// Whether the office role may set `session_replication_role` (a superuser, or granted `SET ON PARAMETER` since
+/// PostgreSQL 15): then pulled rows have their foreign keys checked per statement rather than per row.
+async fn may_set_replication_role(office: &Client) -> Result<bool> {
+    let row = office
+        .query_one(
+            "SELECT rolsuper, current_setting('server_version_num')::int >= 150000 FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (superuser, v15): (bool, bool) = (row.get(0), row.get(1));
+    if superuser || !v15 {
+        return Ok(superuser);
+    }
+    Ok(office.query_one("SELECT has_parameter_privilege('session_replication_role', 'SET')", &[]).await?.get(0))
+}
+
+/// How the office takes one `diff` answer in.
+struct Take<'a> {
+    catalog: &'a Catalog,
+    limits: &'a ReadLimits,
+    check: &'a ConflictCheck,
+    branch: &'a Branch,
+    options: SyncOptions,
+    set_based: bool,
+}
+
+impl Take<'_> {
+    /// Applies one answer with its conflicts decided, in one transaction that also records the pull cursor when
+    /// the answer is the last of its loop. Returns the rows it moved (counted only, with `dry_run`).
+    async fn apply(&self, office: &mut Client, answer: &DiffAnswer, report: &mut BranchReport) -> Result<u64> {
+        let payload = read_payload(&answer.data, self.limits)
+            .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
+        let mut rows = 0;
+        if self.options.dry_run {
+            for s in &payload.statements {
+                let n = match s {
+                    protocol::payload::Statement::Upsert { rows, .. }
+                    | protocol::payload::Statement::Delete { rows, .. } => rows.len() as u64,
+                };
+                report.add(s.table(), "pull", n, 0);
+                rows += n;
+            }
+            return Ok(rows);
+        }
+        let tx = office.transaction().await?;
+        let apply = ApplyOptions {
+            origin: self.branch.name.clone(),
+            conflicts: Some(self.check.clone()),
+            set_based_foreign_keys: self.set_based,
+            ..Default::default()
+        };
+        let applied = pgsync::apply_in(&tx, self.catalog, std::slice::from_ref(&payload), &apply).await?;
+        if !answer.more {
+            tx.execute(
+                "UPDATE branchsync.branch_synchronization SET pull_cursor = $2 WHERE branch = $1",
+                &[&self.branch.name, &answer.cursor],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        for (table, c) in &applied.tables {
+            report.add(table, "pull", c.upserted + c.deleted + c.conflicts, c.conflicts);
+            rows += c.upserted + c.deleted + c.conflicts;
+        }
+        Ok(rows)
+    }
 }
 
 /// Push: the office's changes since `applied`, the cursor the shop itself recorded with its last applied upload,

@@ -75,6 +75,13 @@ pub struct ApplyOptions {
     /// the upload; a second one is refused as a unique violation and nothing is applied. Ignored for tables
     /// with deferral, conflict checks or replacement.
     pub fresh_tables: BTreeSet<TableName>,
+    /// Check the foreign keys of upserted rows with one set-based query per key (locking the referenced rows as
+    /// PostgreSQL's own check does) and insert with `session_replication_role = replica`, which skips the
+    /// per-row trigger checks, the way logical replication applies rows. Only on tables where that skips nothing
+    /// else: no triggers or rules of their own, plain immediate foreign keys whose columns the upload carries,
+    /// and no other table referencing columns besides the primary key. The caller must be allowed to set
+    /// `session_replication_role` (superuser, or `GRANT SET ON PARAMETER session_replication_role`).
+    pub set_based_foreign_keys: bool,
 }
 
 /// What an apply did, per table.
@@ -97,6 +104,9 @@ pub struct TableCounts {
     pub conflicts: u64,
     /// Rows deleted because a replacing upload did not carry them.
     pub pruned: u64,
+    /// Of the upserted rows, those whose foreign keys were checked set-based
+    /// ([`ApplyOptions::set_based_foreign_keys`]).
+    pub set_based: u64,
 }
 
 impl ApplyReport {
@@ -138,6 +148,7 @@ impl ApplyReport {
             mine.deferred += c.deferred;
             mine.conflicts += c.conflicts;
             mine.pruned += c.pruned;
+            mine.set_based += c.set_based;
         }
     }
 }
@@ -182,6 +193,7 @@ pub async fn apply_in(
                 conflict: options.conflicts.as_ref().and_then(|c| c.rules.get(&table.name).map(|r| (c, *r))),
                 remember: payload.header.replace.contains(&table.name),
                 fresh: options.fresh_tables.contains(&table.name),
+                set_based: options.set_based_foreign_keys,
             };
             apply_statement(tx, &mut stages, table, statement, &how, report.counts(&table.name))
                 .await
@@ -245,6 +257,7 @@ struct How<'a> {
     conflict: Option<(&'a ConflictCheck, Rule)>,
     remember: bool,
     fresh: bool,
+    set_based: bool,
 }
 
 /// Which tables are empty now, for [`ApplyOptions::fresh_tables`]; call it first thing in the transaction.
@@ -273,6 +286,9 @@ fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
             } else {
                 e
             }
+        }
+        Error::Rejected { chunk: 0, statement: 0, sqlstate, message } => {
+            Error::Rejected { chunk, statement, sqlstate: sqlstate.clone(), message: message.clone() }
         }
         _ => e,
     }
@@ -331,6 +347,8 @@ pub fn validate(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()
 #[derive(Default)]
 struct Stages {
     names: HashMap<(TableName, Vec<String>), String>,
+    /// Per table: whether set-based foreign-key checks skip nothing else there.
+    set_based: HashMap<TableName, bool>,
 }
 
 impl Stages {
@@ -355,6 +373,82 @@ impl Stages {
         self.names.insert(key, name.clone());
         Ok(name)
     }
+}
+
+impl Stages {
+    /// Whether replica mode would skip nothing but the per-row foreign-key checks on `table` for an upsert of
+    /// `columns` (see [`ApplyOptions::set_based_foreign_keys`]); asked once per table and transaction.
+    async fn set_based_allowed(&mut self, tx: &Transaction<'_>, table: &TableInfo, columns: &[String]) -> Result<bool> {
+        if !table.foreign_keys.iter().all(|fk| fk.columns.iter().all(|c| columns.contains(c))) {
+            return Ok(false);
+        }
+        if let Some(&allowed) = self.set_based.get(&table.name) {
+            return Ok(allowed);
+        }
+        let row = tx
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = $1::text::regclass AND NOT t.tgisinternal)
+                    AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = $1::text::regclass AND r.rulename <> '_RETURN')
+                    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = $1::text::regclass AND c.contype = 'f'
+                                    AND (c.confmatchtype <> 's' OR c.condeferrable))
+                    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.confrelid = $1::text::regclass AND c.contype = 'f'
+                                    AND NOT c.confkey <@ COALESCE((SELECT p.conkey FROM pg_constraint p
+                                        WHERE p.conrelid = $1::text::regclass AND p.contype = 'p'), '{}'))",
+                &[&table.name.quoted()],
+            )
+            .await?;
+        let allowed: bool = row.get(0);
+        self.set_based.insert(table.name.clone(), allowed);
+        Ok(allowed)
+    }
+}
+
+/// Checks every foreign key of the staged rows with one query each, after locking the referenced rows
+/// `FOR KEY SHARE` as PostgreSQL's per-row check does (so that they cannot go before this transaction commits).
+/// A missing parent refuses the statement with SQLSTATE 23503, as the per-row check would.
+async fn check_foreign_keys(tx: &Transaction<'_>, table: &TableInfo, stage: &str) -> Result<()> {
+    for fk in &table.foreign_keys {
+        let cols: Vec<String> = fk.columns.iter().map(|c| format!("s.{}", quote_ident(c))).collect();
+        let refs: Vec<String> = fk.ref_columns.iter().map(|c| format!("p.{}", quote_ident(c))).collect();
+        let not_null: Vec<String> = cols.iter().map(|c| format!("{c} IS NOT NULL")).collect();
+        let matches: Vec<String> = cols.iter().zip(&refs).map(|(c, r)| format!("{r} = {c}")).collect();
+        let parent = fk.references.quoted();
+        tx.execute(
+            &format!(
+                "SELECT 1 FROM {parent} p WHERE ({}) IN (SELECT {} FROM {stage} s) FOR KEY SHARE OF p",
+                refs.join(", "),
+                cols.join(", ")
+            ),
+            &[],
+        )
+        .await?;
+        let missing = tx
+            .query_opt(
+                &format!(
+                    "SELECT {}::text FROM {stage} s WHERE {} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {}) LIMIT 1",
+                    if cols.len() == 1 { cols[0].clone() } else { format!("ROW({})", cols.join(", ")) },
+                    not_null.join(" AND "),
+                    matches.join(" AND ")
+                ),
+                &[],
+            )
+            .await?;
+        if let Some(row) = missing {
+            let key: String = row.get(0);
+            return Err(Error::Rejected {
+                chunk: 0,
+                statement: 0,
+                sqlstate: Some("23503".into()),
+                message: format!(
+                    "insert or update on table {} violates foreign key ({}): key {key} is not present in table {}",
+                    table.name,
+                    fk.columns.join(", "),
+                    fk.references
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn stage_rows(tx: &Transaction<'_>, stage: &str, columns: &[String], rows: &Rows) -> Result<()> {
@@ -427,7 +521,16 @@ async fn apply_statement(
                 select.join(", "),
                 keys.join(", ")
             );
+            let set_based = how.set_based && stages.set_based_allowed(tx, table, columns).await?;
+            if set_based {
+                check_foreign_keys(tx, table, &stage).await?;
+                tx.batch_execute("SET LOCAL session_replication_role = replica").await?;
+            }
             let applied = tx.execute(sql.as_str(), &[]).await?;
+            if set_based {
+                tx.batch_execute("SET LOCAL session_replication_role = origin").await?;
+                counts.set_based += applied;
+            }
             if defer {
                 counts.deferred += deferred_count(tx, table, &stage).await?;
             }

@@ -47,6 +47,9 @@ pub enum AgentError {
     /// A configured limit was exceeded.
     #[error("{0}")]
     Limit(String),
+    /// A failure inside the agent itself (a background task that stopped).
+    #[error("{0}")]
+    Internal(String),
     /// Errors of the PostgreSQL layer.
     #[error(transparent)]
     Sync(#[from] pgsync::Error),
@@ -73,6 +76,7 @@ impl AgentError {
             AgentError::NotConfigured => FaultCode::NotConfigured,
             AgentError::IdRange(_) => FaultCode::IdRangeConflict,
             AgentError::Limit(_) => FaultCode::LimitExceeded,
+            AgentError::Internal(_) => FaultCode::Internal,
             AgentError::Sync(e) => match e {
                 S::Payload { .. } | S::Rejected { .. } => FaultCode::PayloadRefused,
                 S::Schema(_) | S::MissingTable(_) | S::NoPrimaryKey(_) | S::ForeignKeyCycle(_) => {

@@ -162,3 +162,73 @@ async fn a_hand_written_payload_in_the_documented_grammar_applies() {
         ]
     );
 }
+
+#[tokio::test]
+async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user_triggers_firing() {
+    let tables = synced();
+    let (office_url, office, catalog) = database("setfk_office", &tables).await;
+    let (shop_url, mut shop, shop_catalog) = database("setfk_shop", &[]).await;
+    load(&office, 5).await;
+    let (chunks, _) = export(&office_url, &catalog, None, None).await;
+    apply(&mut shop, &shop_catalog, &chunks, "office").await;
+    let product: i64 = shop.query_one("SELECT min(id) FROM product", &[]).await.unwrap().get(0);
+    let allowed: BTreeSet<_> = tables.iter().cloned().collect();
+    let options = ApplyOptions { origin: "shop-1".into(), set_based_foreign_keys: true, ..Default::default() };
+    let sale = |id: i64, item_product: &str| {
+        read_sql(
+            &format!(
+                "INSERT INTO sale (id, person_id, sold_at, total, status, receipt) VALUES ({id}, NULL, '2026-01-01 10:00+00', 5, 'done', \
+                 '00000000-0000-0000-0000-{id:012}') ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total;
+                 INSERT INTO sale_item (sale_id, line_no, product_id, service_id, quantity, unit_price) VALUES \
+                 ({id}, 1, {item_product}, NULL, 1, 5), ({id}, 2, NULL, NULL, 1, 0) \
+                 ON CONFLICT (sale_id, line_no) DO UPDATE SET product_id = EXCLUDED.product_id"
+            ),
+            &allowed,
+        )
+        .unwrap()
+    };
+
+    // Parents present (a NULL key matches nothing and is fine, as MATCH SIMPLE says): applied.
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(7001, &product.to_string())], &options).await.unwrap();
+    assert_eq!(report.upserted(), 3);
+    let set_based = |report: &pgsync::ApplyReport| report.tables.iter().map(|(_, c)| c.set_based).sum::<u64>();
+    assert_eq!(set_based(&report), 3, "sale and sale_item have no triggers of their own");
+
+    // A missing parent refuses the statement as PostgreSQL's own check does, and nothing of the payload stays.
+    let before = checksums(&shop, &shop_catalog).await;
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[sale(7002, "999999999")], &options).await.unwrap_err();
+    match &err {
+        Error::Rejected { chunk, statement, sqlstate, .. } => {
+            assert_eq!((*chunk, *statement), (1, 2));
+            assert_eq!(sqlstate.as_deref(), Some("23503"));
+        }
+        other => panic!("expected a rejected statement, got {other:?}"),
+    }
+    assert_eq!(checksums(&shop, &shop_catalog).await, before);
+
+    // The referenced rows are locked until the apply commits: nobody can delete a parent under it.
+    let tx = shop.transaction().await.unwrap();
+    pgsync::apply_in(&tx, &shop_catalog, &[sale(7003, &product.to_string())], &options).await.unwrap();
+    let other = pgsync::connect(&shop_url).await.unwrap();
+    let err = other.execute("SELECT 1 FROM product WHERE id = $1 FOR UPDATE NOWAIT", &[&product]).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("55P03"));
+    tx.commit().await.unwrap();
+
+    // A table with a trigger of its own keeps the per-row path, so the trigger still fires.
+    shop.batch_execute(
+        "CREATE TABLE item_audit (sale_id bigint);
+         CREATE FUNCTION audit_item() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN INSERT INTO item_audit VALUES (NEW.sale_id); RETURN NEW; END$$;
+         CREATE TRIGGER audit_item AFTER INSERT ON sale_item FOR EACH ROW EXECUTE FUNCTION audit_item();",
+    )
+    .await
+    .unwrap();
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(7004, &product.to_string())], &options).await.unwrap();
+    assert_eq!(set_based(&report), 1, "only the sale went set-based");
+    let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
+    let audited = shop.query_one("SELECT count(*) FROM item_audit WHERE sale_id = 7004", &[]).await.unwrap();
+    assert_eq!(count(audited), 2);
+    let items =
+        shop.query_one("SELECT count(*) FROM sale_item WHERE sale_id IN (7001, 7003, 7004)", &[]).await.unwrap();
+    assert_eq!(count(items), 6);
+}

@@ -20,10 +20,15 @@ use crate::methods::{OFFICE_ORIGIN, policy};
 use crate::rpc::{Params, structure};
 use crate::store::{self, keys};
 
+/// The export producing a loop's next chunk in the background, while the office applies the last one; it
+/// hands the session back with the chunk (`None` once the export is complete).
+type Ahead = tokio::task::JoinHandle<Result<(ExportSession, Option<Vec<u8>>), pgsync::Error>>;
+
 /// An open diff loop.
 pub struct DiffLoop {
     since: String,
-    session: Option<ExportSession>,
+    /// The chunk after `next`, being read.
+    ahead: Option<Ahead>,
     /// Chunks handed out so far.
     delivered: u64,
     /// The chunk to hand out next, read ahead so that `more` is known.
@@ -33,10 +38,27 @@ pub struct DiffLoop {
     touched: Instant,
 }
 
+impl Drop for DiffLoop {
+    fn drop(&mut self) {
+        // An abandoned loop stops reading; its connection closes and the snapshot goes with it.
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
+    }
+}
+
 impl std::fmt::Debug for DiffLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiffLoop").field("since", &self.since).field("delivered", &self.delivered).finish()
     }
+}
+
+/// Starts reading the session's next chunk in the background.
+fn read_ahead(mut session: ExportSession) -> Ahead {
+    tokio::spawn(async move {
+        let chunk = session.next_chunk().await?;
+        Ok((session, chunk))
+    })
 }
 
 fn continuation(since: &str, id: u64, delivered: u64) -> String {
@@ -123,7 +145,7 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     let first = session.next_chunk().await?;
     Ok(DiffLoop {
         since: base.to_string(),
-        session: Some(session),
+        ahead: Some(read_ahead(session)),
         delivered: 0,
         next: first,
         last: None,
@@ -131,23 +153,30 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     })
 }
 
-/// Hands out the read-ahead chunk and reads the one after it.
+/// Hands out the read-ahead chunk once the chunk after it is known (so that `more` is), and starts reading the
+/// one after that while the office applies this one.
 async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentError> {
     let data = lp.next.take().unwrap_or_default();
-    lp.next = match lp.session.as_mut() {
-        Some(s) => s.next_chunk().await?,
-        None => None,
+    let (session, next) = match lp.ahead.take() {
+        Some(ahead) => {
+            let (session, next) = ahead
+                .await
+                .map_err(|e| AgentError::Internal(format!("the diff export stopped ({e}), call diff again")))??;
+            (Some(session), next)
+        }
+        None => (None, None),
     };
     lp.delivered += 1;
+    lp.next = next;
     let more = lp.next.is_some();
     if more {
+        lp.ahead = session.map(read_ahead);
         let cursor = continuation(&lp.since, id, lp.delivered);
         lp.last = Some((data.clone(), cursor.clone(), true));
         lp.touched = Instant::now();
         agent.diffs.lock().await.insert(id, lp);
         Ok(answer(data, cursor, true))
     } else {
-        let session = lp.session.take();
         let cursor = session.as_ref().map(|s| s.cursor().to_string()).unwrap_or_default();
         if let Some(s) = session
             && let Ok(client) = s.finish().await
