@@ -175,10 +175,12 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     ok(commands::init::run(&config).await?, "init")?;
     let (shop_url, shop) = database(&env.shops, "cu_shop").await?;
     let stop = branch(env, &config, "catchup", 1, &shop_url).await?;
+    let sync = |name: &str| SyncArgs { branches: vec![name.to_string()], all: false, full: false, dry_run: false };
+    // A branch in service has synced before: the catch-up starts from its pull cursor, as every night's does.
+    ok(commands::sync::run(&config, sync("catchup")).await?, "first sync")?;
     let sales = sales_for(sizes.changes);
     let rows = sample::sell(&shop, 11, sales, 1000, 20, 200).await? as i64;
 
-    let sync = |name: &str| SyncArgs { branches: vec![name.to_string()], all: false, full: false, dry_run: false };
     let started = Instant::now();
     tracing::debug!(at = ?started, "catch-up begins");
     let out = ok(commands::sync::run(&config, sync("catchup")).await?, "sync")?;

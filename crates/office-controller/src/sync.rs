@@ -381,7 +381,15 @@ impl Take<'_> {
             set_based_foreign_keys: self.set_based,
             ..Default::default()
         };
+        let started = Instant::now();
         let applied = pgsync::apply_in(&tx, self.catalog, std::slice::from_ref(&payload), &apply).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            bytes = answer.data.len(),
+            set_based = applied.tables.iter().map(|(_, c)| c.set_based).sum::<u64>(),
+            upserted = applied.upserted(),
+            "pulled chunk applied"
+        );
         if !answer.more {
             tx.execute(
                 "UPDATE branchsync.branch_synchronization SET pull_cursor = $2 WHERE branch = $1",

@@ -71,6 +71,8 @@ pub struct ExportSession {
     ready: VecDeque<Vec<u8>>,
     rows: u64,
     per_table: Vec<(protocol::payload::TableName, u64)>,
+    /// The table and phase whose changed keys the open server-side cursor reads.
+    changes_cursor: Option<(protocol::payload::TableName, bool)>,
 }
 
 impl std::fmt::Debug for ExportSession {
@@ -110,6 +112,7 @@ impl ExportSession {
             ready: VecDeque::new(),
             rows: 0,
             per_table,
+            changes_cursor: None,
         })
     }
 
@@ -178,12 +181,14 @@ impl ExportSession {
             return Ok(());
         };
         let table = tables[index].clone();
+        let started = std::time::Instant::now();
         let fetched = match self.phase {
             Phase::Full => self.page_full(&table).await?,
             Phase::Upserts => self.page_changes(&table, true).await?,
             Phase::Deletes => self.page_changes(&table, false).await?,
             Phase::Done => 0,
         };
+        tracing::debug!(table = %table.name, phase = ?self.phase, rows = fetched, ms = started.elapsed().as_millis() as u64, "export page");
         if fetched < self.options.page_rows as usize {
             self.table += 1;
             self.after.clear();
@@ -251,59 +256,73 @@ impl ExportSession {
         Ok(count)
     }
 
-    /// One page of changed keys of a table: the rows that exist (`present`) or the keys that are gone.
+    /// One page of changed keys of a table: the rows that exist (`present`) or the keys that are gone. The
+    /// changed keys are read through one server-side cursor per table and phase, so that the change log is
+    /// sorted once per export rather than once per page.
     async fn page_changes(&mut self, table: &TableInfo, present: bool) -> Result<usize> {
-        let since = self.options.since.as_ref().map(|c| c.snapshot.clone());
-        let xmin = self.options.since.as_ref().map(|c| c.xmin().to_string());
-        let join: Vec<String> = table
-            .primary_key
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!("t.{} = (k.pk[{}])::{}", quote_ident(c), i + 1, table.column_type(c).unwrap_or("text"))
-            })
-            .collect();
-        let window = "SELECT DISTINCT ON (cl.pk) cl.pk, cl.origin FROM branchsync.change_log cl \
-             WHERE cl.tbl = $1 AND cl.pk > $2::text[] \
-               AND cl.xid >= $3::text::xid8 AND NOT pg_visible_in_snapshot(cl.xid, $4::text::pg_snapshot) \
-             ORDER BY cl.pk, cl.id DESC";
-        let sql = if present {
-            let cols: Vec<String> = table.columns.iter().map(|c| format!("t.{}::text", quote_ident(&c.name))).collect();
-            format!(
-                "SELECT k.pk, {} FROM ({window}) k JOIN {} t ON {} WHERE k.origin IS DISTINCT FROM $5 ORDER BY k.pk LIMIT $6",
-                cols.join(", "),
-                table.name.quoted(),
-                join.join(" AND ")
-            )
-        } else {
-            format!(
-                "SELECT k.pk FROM ({window}) k WHERE k.origin IS DISTINCT FROM $5 \
-                 AND NOT EXISTS (SELECT 1 FROM {} t WHERE {}) ORDER BY k.pk LIMIT $6",
-                table.name.quoted(),
-                join.join(" AND ")
-            )
-        };
-        let name = table.name.to_string();
-        let rows = self
-            .client
-            .query(
-                sql.as_str(),
-                &[&name, &self.after, &xmin, &since, &self.options.exclude_origin, &self.options.page_rows],
-            )
-            .await?;
+        let position = (table.name.clone(), present);
+        if self.changes_cursor.as_ref() != Some(&position) {
+            let since = self.options.since.as_ref().ok_or(Error::NotInstalled)?;
+            let join: Vec<String> = table
+                .primary_key
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!("t.{} = (k.pk[{}])::{}", quote_ident(c), i + 1, table.column_type(c).unwrap_or("text"))
+                })
+                .collect();
+            // DECLARE takes no parameters: every value here is ours (a table name, a validated cursor, a peer
+            // name) and quoted.
+            let window = format!(
+                "SELECT DISTINCT ON (cl.pk) cl.pk, cl.origin FROM branchsync.change_log cl \
+                 WHERE cl.tbl = {} AND cl.xid >= {}::xid8 AND NOT pg_visible_in_snapshot(cl.xid, {}::pg_snapshot) \
+                 ORDER BY cl.pk, cl.id DESC",
+                quote_literal(&table.name.to_string()),
+                quote_literal(&since.xmin().to_string()),
+                quote_literal(&since.snapshot)
+            );
+            let peer = match &self.options.exclude_origin {
+                Some(p) => quote_literal(p),
+                None => "NULL::text".into(),
+            };
+            let query = if present {
+                let cols: Vec<String> =
+                    table.columns.iter().map(|c| format!("t.{}::text", quote_ident(&c.name))).collect();
+                format!(
+                    "SELECT {} FROM ({window}) k JOIN {} t ON {} WHERE k.origin IS DISTINCT FROM {peer}",
+                    cols.join(", "),
+                    table.name.quoted(),
+                    join.join(" AND ")
+                )
+            } else {
+                format!(
+                    "SELECT k.pk FROM ({window}) k WHERE k.origin IS DISTINCT FROM {peer} \
+                     AND NOT EXISTS (SELECT 1 FROM {} t WHERE {})",
+                    table.name.quoted(),
+                    join.join(" AND ")
+                )
+            };
+            if self.changes_cursor.take().is_some() {
+                self.client.batch_execute("CLOSE branchsync_changes").await?;
+            }
+            self.client.batch_execute(&format!("DECLARE branchsync_changes NO SCROLL CURSOR FOR {query}")).await?;
+            self.changes_cursor = Some(position);
+        }
+        let rows = self.client.query(&format!("FETCH {} FROM branchsync_changes", self.options.page_rows), &[]).await?;
+        if rows.len() < self.options.page_rows as usize {
+            self.client.batch_execute("CLOSE branchsync_changes").await?;
+            self.changes_cursor = None;
+        }
         let writer = self.writer.as_mut().ok_or(Error::NotInstalled)?;
         let names = table.column_names();
         for row in &rows {
             if present {
-                let values: Vec<Option<String>> = (1..=names.len()).map(|i| row.get(i)).collect();
+                let values: Vec<Option<String>> = (0..names.len()).map(|i| row.get(i)).collect();
                 writer.upsert(&table.name, &names, &table.primary_key, &values);
             } else {
                 let key: Vec<Option<String>> = row.get::<_, Vec<Option<String>>>(0);
                 writer.delete(&table.name, &table.primary_key, &key);
             }
-        }
-        if let Some(last) = rows.last() {
-            self.after = last.get::<_, Vec<String>>(0);
         }
         self.count(&table.name, rows.len() as u64);
         Ok(rows.len())

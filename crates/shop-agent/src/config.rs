@@ -84,7 +84,7 @@ impl Default for Limits {
             concurrent_sessions: 4,
             request_seconds: 600,
             concurrent_requests: 32,
-            diff_chunk_bytes: 4 << 20,
+            diff_chunk_bytes: 1 << 20,
             diff_idle_seconds: 300,
             upload_idle_seconds: 600,
         }
@@ -128,7 +128,7 @@ session_staged_bytes = 2147483648    # largest total staged in one upload sessio
 concurrent_sessions = 4              # upload sessions open at once
 request_seconds = 600                # longest time one request may take
 concurrent_requests = 32             # requests served at once
-diff_chunk_bytes = 4194304           # uncompressed size of each diff answer
+diff_chunk_bytes = 1048576           # uncompressed size of each diff answer (smaller: the office applies one while the next is read)
 diff_idle_seconds = 300              # an abandoned diff loop releases its snapshot after this
 upload_idle_seconds = 600            # an abandoned streamed upload (initial load) is rolled back after this
 "#;

@@ -13,7 +13,8 @@ use super::{ColumnDecl, MAGIC_LINE, TableName, Value, quote_ident};
 pub struct WriterConfig {
     /// Uncompressed bytes after which a chunk is closed. A single row larger than this still travels, alone.
     pub chunk_bytes: usize,
-    /// Rows after which an `INSERT` or `DELETE` statement is closed and a new one begun.
+    /// Rows after which an `INSERT` or `DELETE` statement is closed and a new one begun (a full chunk closes
+    /// it too). Large, because the receiver stages and merges each statement as one batch.
     pub rows_per_statement: usize,
     /// gzip level, 0 to 9.
     pub gzip_level: u32,
@@ -21,7 +22,7 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { chunk_bytes: 4 << 20, rows_per_statement: 500, gzip_level: 3 }
+        Self { chunk_bytes: 4 << 20, rows_per_statement: 100_000, gzip_level: 3 }
     }
 }
 
@@ -92,7 +93,8 @@ impl ChunkWriter {
     /// Appends one row to be inserted, or updated on a conflict on `key`.
     pub fn upsert(&mut self, table: &TableName, columns: &[String], key: &[String], row: &[Value]) {
         let continues = matches!(&self.open, Open::Insert { table: t, columns: c, key: k, rows }
-            if t == table && c == columns && k == key && *rows < self.config.rows_per_statement);
+            if t == table && c == columns && k == key && *rows < self.config.rows_per_statement)
+            && self.body.len() < self.config.chunk_bytes;
         if continues {
             self.body.push_str(",\n");
         } else {
@@ -113,7 +115,8 @@ impl ChunkWriter {
     /// Appends one row to be deleted by its key.
     pub fn delete(&mut self, table: &TableName, key: &[String], values: &[Value]) {
         let continues = matches!(&self.open, Open::Delete { table: t, key: k, rows }
-            if t == table && k == key && *rows < self.config.rows_per_statement);
+            if t == table && k == key && *rows < self.config.rows_per_statement)
+            && self.body.len() < self.config.chunk_bytes;
         if continues {
             self.body.push_str(", ");
         } else {
