@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
+
 use dxr::Value;
 use pgsync::{ExportOptions, ExportSession};
 use protocol::cursor::Cursor;
@@ -20,18 +22,25 @@ use crate::methods::{OFFICE_ORIGIN, policy};
 use crate::rpc::{Params, structure};
 use crate::store::{self, keys};
 
-/// The export producing a loop's next chunk in the background, while the office applies the last one; it
-/// hands the session back with the chunk (`None` once the export is complete).
-type Ahead = tokio::task::JoinHandle<Result<(ExportSession, Option<Vec<u8>>), pgsync::Error>>;
+/// The chunks an export task reads ahead, and the task (which hands the session back once complete).
+type Producer = (mpsc::Receiver<Result<Vec<u8>, pgsync::Error>>, tokio::task::JoinHandle<Option<ExportSession>>);
 
-/// An open diff loop.
+/// Chunks the export reads ahead of the office: enough to keep both sides busy, few enough to bound memory.
+const READ_AHEAD: usize = 3;
+
+/// An open diff loop. Its export runs in a task of its own, a few chunks ahead of the office, so that the shop
+/// reads while the office applies.
 pub struct DiffLoop {
     since: String,
-    /// The chunk after `next`, being read.
-    ahead: Option<Ahead>,
+    /// The cursor the loop ends with (its export snapshot).
+    cursor: String,
+    /// Chunks read ahead; closed when the export is complete.
+    chunks: mpsc::Receiver<Result<Vec<u8>, pgsync::Error>>,
+    /// The export task, which hands the session back once complete.
+    producer: Option<tokio::task::JoinHandle<Option<ExportSession>>>,
     /// Chunks handed out so far.
     delivered: u64,
-    /// The chunk to hand out next, read ahead so that `more` is known.
+    /// The chunk to hand out next, received ahead so that `more` is known.
     next: Option<Vec<u8>>,
     /// The last answer, resent if the office asks for it again.
     last: Option<(Vec<u8>, String, bool)>,
@@ -41,8 +50,8 @@ pub struct DiffLoop {
 impl Drop for DiffLoop {
     fn drop(&mut self) {
         // An abandoned loop stops reading; its connection closes and the snapshot goes with it.
-        if let Some(ahead) = self.ahead.take() {
-            ahead.abort();
+        if let Some(producer) = self.producer.take() {
+            producer.abort();
         }
     }
 }
@@ -53,12 +62,27 @@ impl std::fmt::Debug for DiffLoop {
     }
 }
 
-/// Starts reading the session's next chunk in the background.
-fn read_ahead(mut session: ExportSession) -> Ahead {
-    tokio::spawn(async move {
-        let chunk = session.next_chunk().await?;
-        Ok((session, chunk))
-    })
+/// Starts the export task: every chunk into the channel, then the session back (none after an error, which
+/// went into the channel instead).
+fn produce(mut session: ExportSession) -> Producer {
+    let (ready, chunks) = mpsc::channel(READ_AHEAD);
+    let producer = tokio::spawn(async move {
+        loop {
+            match session.next_chunk().await {
+                Ok(Some(chunk)) => {
+                    if ready.send(Ok(chunk)).await.is_err() {
+                        return None;
+                    }
+                }
+                Ok(None) => return Some(session),
+                Err(e) => {
+                    let _ = ready.send(Err(e)).await;
+                    return None;
+                }
+            }
+        }
+    });
+    (chunks, producer)
 }
 
 fn continuation(since: &str, id: u64, delivered: u64) -> String {
@@ -132,8 +156,21 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
         // Refuse a foreign cursor before it acknowledges (and purges) anything.
         let identity = pgsync::schema::identity(&*client).await?;
         cursor.clone().check_issuer(&identity).map_err(pgsync::Error::from)?;
-        pgsync::schema::purge(&*client, std::slice::from_ref(cursor)).await?;
         store::set_state(&*client, keys::ACKNOWLEDGED, base).await?;
+        // What the office acknowledged is purged on a connection of its own while the loop answers: nothing waits
+        // on it (`status` counts only what the acknowledged cursor does not cover, purged or not).
+        let url = agent.config.database_url.clone();
+        let acknowledged = cursor.clone();
+        tokio::spawn(async move {
+            let purged = match pgsync::connect(&url).await {
+                Ok(client) => pgsync::schema::purge(&client, std::slice::from_ref(&acknowledged)).await,
+                Err(e) => Err(e),
+            };
+            match purged {
+                Ok(rows) => tracing::debug!(rows, "acknowledged changes purged"),
+                Err(e) => tracing::warn!(error = %e, "purging acknowledged changes failed, the next diff retries"),
+            }
+        });
     }
     let options = ExportOptions {
         since,
@@ -141,11 +178,15 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
         writer: WriterConfig { chunk_bytes: agent.config.limits.diff_chunk_bytes, ..WriterConfig::default() },
         ..ExportOptions::default()
     };
-    let mut session = ExportSession::begin(client.detach(), catalog, options).await?;
-    let first = session.next_chunk().await?;
+    let session = ExportSession::begin(client.detach(), catalog, options).await?;
+    let cursor = session.cursor().to_string();
+    let (mut chunks, producer) = produce(session);
+    let first = chunks.recv().await.transpose()?;
     Ok(DiffLoop {
         since: base.to_string(),
-        ahead: Some(read_ahead(session)),
+        cursor,
+        chunks,
+        producer: Some(producer),
         delivered: 0,
         next: first,
         last: None,
@@ -153,38 +194,32 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     })
 }
 
-/// Hands out the read-ahead chunk once the chunk after it is known (so that `more` is), and starts reading the
-/// one after that while the office applies this one.
+/// Hands out the chunk received ahead once the one after it has arrived (so that `more` is known).
 async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentError> {
     let data = lp.next.take().unwrap_or_default();
-    let (session, next) = match lp.ahead.take() {
-        Some(ahead) => {
-            let (session, next) = ahead
-                .await
-                .map_err(|e| AgentError::Internal(format!("the diff export stopped ({e}), call diff again")))??;
-            (Some(session), next)
-        }
-        None => (None, None),
-    };
+    lp.next = lp.chunks.recv().await.transpose()?;
     lp.delivered += 1;
-    lp.next = next;
     let more = lp.next.is_some();
     if more {
-        lp.ahead = session.map(read_ahead);
         let cursor = continuation(&lp.since, id, lp.delivered);
         lp.last = Some((data.clone(), cursor.clone(), true));
         lp.touched = Instant::now();
         agent.diffs.lock().await.insert(id, lp);
         Ok(answer(data, cursor, true))
     } else {
-        let cursor = session.as_ref().map(|s| s.cursor().to_string()).unwrap_or_default();
+        let session = match lp.producer.take() {
+            Some(producer) => producer
+                .await
+                .map_err(|e| AgentError::Internal(format!("the diff export stopped ({e}), call diff again")))?,
+            None => None,
+        };
         if let Some(s) = session
             && let Ok(client) = s.finish().await
         {
             agent.give_back(client);
         }
         agent.metrics.exchanged();
-        Ok(answer(data, cursor, false))
+        Ok(answer(data, lp.cursor.clone(), false))
     }
 }
 
