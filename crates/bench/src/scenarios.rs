@@ -311,9 +311,11 @@ pub async fn fleet(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
         let before = rss_kib();
         let sampler = RssSampler::start();
         let started = Instant::now();
+        tracing::debug!(at = ?started, branches, "fleet sync begins");
         let all = SyncArgs { branches: vec![], all: true, full: false, dry_run: false };
         ok(commands::sync::run(&config, all).await?, "sync --all")?;
         let took = started.elapsed();
+        tracing::debug!(at = ?Instant::now(), "fleet sync ends");
         let peak = sampler.stop();
         let expected = sizes.fleet_sales * branches as i64;
         if count(&office, "SELECT count(*) FROM sale").await? != expected {

@@ -187,9 +187,10 @@ pub async fn sync_branch(
     let _guard = span.enter();
     let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
     let deadline = Duration::from_secs(config.sync.deadline_seconds);
-    let outcome = match tokio::time::timeout(deadline, run_sync(config, branch, policy, options, &mut report, progress))
-        .await
-    {
+    // The branch's one office connection, kept for the records after a sync that went well.
+    let mut connection = None;
+    let run = run_sync(config, branch, policy, options, &mut report, progress, &mut connection);
+    let outcome = match tokio::time::timeout(deadline, run).await {
         Ok(outcome) => outcome,
         Err(_) => Err(anyhow!(
             "gave up after the deadline of {} s ([sync] deadline_seconds); what was applied stays, the next sync goes on from there",
@@ -200,7 +201,7 @@ pub async fn sync_branch(
     report.ok = outcome.is_ok();
     report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     if !options.dry_run
-        && let Err(e) = record_outcome(config, branch, &report, "sync").await
+        && let Err(e) = record_outcome(config, connection.as_ref(), branch, &report, "sync").await
     {
         report.ok = false;
         report.error = Some(format!("{e:#}"));
@@ -216,6 +217,7 @@ async fn run_sync(
     options: SyncOptions,
     report: &mut BranchReport,
     progress: &Progress,
+    connection: &mut Option<Client>,
 ) -> Result<()> {
     if branch.initialised_at.is_none() {
         anyhow::bail!("branch {} is not initialised, run `office-controller branch init {}`", branch.name, branch.name);
@@ -242,8 +244,8 @@ async fn run_sync(
     pull(config, &mut lock, branch, policy, &agent, applied.as_ref(), options, report, progress)
         .await
         .context("pull")?;
-    push(config, &lock, branch, policy, &agent, applied, options, report, progress).await.context("push")?;
-    drop(lock);
+    let lock = push(config, lock, branch, policy, &agent, applied, options, report, progress).await.context("push")?;
+    *connection = Some(lock);
     Ok(())
 }
 
@@ -411,7 +413,7 @@ impl Take<'_> {
 #[allow(clippy::too_many_arguments)]
 async fn push(
     config: &Config,
-    office: &Client,
+    office: Client,
     branch: &Branch,
     policy: &Policy,
     agent: &AgentClient,
@@ -419,7 +421,7 @@ async fn push(
     options: SyncOptions,
     report: &mut BranchReport,
     progress: &Progress,
-) -> Result<()> {
+) -> Result<Client> {
     let base = if options.full {
         None
     } else {
@@ -429,7 +431,7 @@ async fn push(
         applied
     };
     let tables = policy.pushed();
-    let catalog = Catalog::load(office, &tables).await?;
+    let catalog = Catalog::load(&office, &tables).await?;
     let export = ExportOptions {
         since: base,
         exclude_origin: Some(branch.name.clone()),
@@ -437,14 +439,14 @@ async fn push(
         replace: if options.full { policy.from_source.clone() } else { Vec::new() },
         ..Default::default()
     };
-    let client = pgsync::connect(&config.database_url).await?;
     let mut shown = report.clone();
     let mut on_chunk = |bytes: u64| {
         shown.bytes_pushed += bytes;
         progress.update(&branch.name, "push", &shown);
     };
-    let (cursor, per_table, bytes) =
-        upload(config, agent, client, catalog, export, options.dry_run, &mut on_chunk).await?;
+    // The export reads on the branch's connection (its advisory lock stays with the session) and hands it back.
+    let (office, cursor, per_table, bytes) =
+        upload(config, agent, office, catalog, export, options.dry_run, &mut on_chunk).await?;
     report.bytes_pushed += bytes;
     for (table, n) in per_table {
         report.add(&table, "push", n, 0);
@@ -457,12 +459,12 @@ async fn push(
             )
             .await?;
     }
-    Ok(())
+    Ok(office)
 }
 
 /// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
-/// transaction. Returns the export's cursor, rows per table and compressed bytes. With `dry_run` nothing is
-/// sent.
+/// transaction. Returns the connection, the export's cursor, rows per table and compressed bytes. With
+/// `dry_run` nothing is sent.
 pub async fn upload(
     config: &Config,
     agent: &AgentClient,
@@ -471,7 +473,7 @@ pub async fn upload(
     export: ExportOptions,
     dry_run: bool,
     on_chunk: &mut (dyn FnMut(u64) + Send),
-) -> Result<(String, Vec<(TableName, u64)>, u64)> {
+) -> Result<(Client, String, Vec<(TableName, u64)>, u64)> {
     let mut session = ExportSession::begin(client, catalog, export).await?;
     let sid = if dry_run { 0 } else { retry(&config.sync, || agent.sql_prepare()).await.map_err(explain)? };
     // The export runs one chunk ahead of the upload, so reading and compressing overlap with the network and the
@@ -503,16 +505,30 @@ pub async fn upload(
     sent?;
     let cursor = session.cursor().to_string();
     let per_table = session.table_rows().to_vec();
-    session.finish().await?;
+    let client = session.finish().await?;
     if !dry_run {
         retry(&config.sync, || agent.sql_finish(sid)).await.map_err(explain)?;
     }
-    Ok((cursor, per_table, bytes))
+    Ok((client, cursor, per_table, bytes))
 }
 
 /// Writes the sync log and the branch's record for a finished attempt.
-pub async fn record_outcome(config: &Config, branch: &Branch, report: &BranchReport, what: &str) -> Result<()> {
-    let office = office(config).await?;
+/// Uses `connection` when the caller still has one.
+pub async fn record_outcome(
+    config: &Config,
+    connection: Option<&Client>,
+    branch: &Branch,
+    report: &BranchReport,
+    what: &str,
+) -> Result<()> {
+    let fresh;
+    let office: &Client = match connection {
+        Some(c) => c,
+        None => {
+            fresh = office(config).await?;
+            &fresh
+        }
+    };
     for (table, directions) in &report.tables {
         for (direction, moved) in directions {
             let message = if moved.conflicts > 0 { format!("{} conflicts", moved.conflicts) } else { String::new() };
@@ -525,7 +541,7 @@ pub async fn record_outcome(config: &Config, branch: &Branch, report: &BranchRep
                 result: "ok",
                 message: &message,
             };
-            records::log(&office, entry).await?;
+            records::log(office, entry).await?;
         }
     }
     let (result, message) = match &report.error {
@@ -534,7 +550,7 @@ pub async fn record_outcome(config: &Config, branch: &Branch, report: &BranchRep
     };
     let bytes = (report.bytes_pulled + report.bytes_pushed) as i64;
     records::log(
-        &office,
+        office,
         LogEntry {
             branch: &branch.name,
             table: "*",

@@ -342,6 +342,10 @@ pub fn validate(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()
     Ok(())
 }
 
+/// Statements with fewer rows keep PostgreSQL's per-row foreign-key checks: the set-based ones cost a few
+/// planned queries per key, which only pays off on many rows.
+const SET_BASED_MIN_ROWS: usize = 1000;
+
 /// Temporary staging tables of this transaction, by target table and column list. Named after a hash of both,
 /// so that several `apply_in` calls in one transaction reuse them instead of colliding.
 #[derive(Default)]
@@ -521,7 +525,9 @@ async fn apply_statement(
                 select.join(", "),
                 keys.join(", ")
             );
-            let set_based = how.set_based && stages.set_based_allowed(tx, table, columns).await?;
+            let set_based = how.set_based
+                && rows.len() >= SET_BASED_MIN_ROWS
+                && stages.set_based_allowed(tx, table, columns).await?;
             if set_based {
                 check_foreign_keys(tx, table, &stage).await?;
                 tx.batch_execute("SET LOCAL session_replication_role = replica").await?;

@@ -15,7 +15,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex as StdMutex;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
@@ -50,8 +50,9 @@ pub struct Agent {
     pub last_error: StdMutex<Option<String>>,
     /// Serialises the one-time installation of the sync schema.
     installed: Mutex<bool>,
-    /// Idle database connections, reused so that a call does not pay a connection set-up.
-    idle: StdMutex<Vec<Client>>,
+    /// Idle database connections, reused so that a call does not pay a connection set-up (shared with
+    /// background work, which hands its connection back when done).
+    idle: Arc<StdMutex<Vec<Client>>>,
 }
 
 /// Idle connections kept for reuse.
@@ -93,13 +94,19 @@ impl std::ops::DerefMut for Pooled<'_> {
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take()
-            && !client.is_closed()
-            && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(client);
+        if let Some(client) = self.client.take() {
+            return_idle(self.idle, client);
         }
+    }
+}
+
+/// Puts a connection back on the idle list, unless it is closed or the list is full.
+fn return_idle(idle: &StdMutex<Vec<Client>>, client: Client) {
+    if !client.is_closed()
+        && let Ok(mut idle) = idle.lock()
+        && idle.len() < MAX_IDLE
+    {
+        idle.push(client);
     }
 }
 
@@ -115,7 +122,7 @@ impl Agent {
             diffs: Mutex::new(HashMap::new()),
             last_error: StdMutex::new(None),
             installed: Mutex::new(false),
-            idle: StdMutex::new(Vec::new()),
+            idle: Arc::new(StdMutex::new(Vec::new())),
             config,
         }
     }
@@ -135,6 +142,25 @@ impl Agent {
             *installed = true;
         }
         Ok(client)
+    }
+
+    /// Runs `work` on a pooled connection in the background, after the current request has answered; the
+    /// connection goes back to the idle list when it is done.
+    pub async fn in_background<F, Fut>(&self, what: &'static str, work: F) -> Result<(), AgentError>
+    where
+        F: FnOnce(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = (Client, Result<(), AgentError>)> + Send + 'static,
+    {
+        let client = self.db().await?.detach();
+        let idle = self.idle.clone();
+        tokio::spawn(async move {
+            let (client, result) = work(client).await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "{what} failed in the background");
+            }
+            return_idle(&idle, client);
+        });
+        Ok(())
     }
 
     /// Returns a connection taken out with [`Pooled::detach`] to the idle list.

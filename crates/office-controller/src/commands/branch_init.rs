@@ -36,7 +36,7 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
         }
         let catalog = Catalog::load(&office, &policy.initial_load()).await?;
         let export = ExportOptions { writer: WriterConfig { chunk_bytes: config.sync.chunk_bytes, ..Default::default() }, ..Default::default() };
-        let (cursor, per_table, bytes) = {
+        let (_, cursor, per_table, bytes) = {
             let progress = crate::commands::sync::progress_for(&branch.name);
             let mut shown = BranchReport::default();
             let mut on_chunk = |b: u64| {
@@ -63,7 +63,7 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
     report.seconds = started.elapsed().as_secs_f64();
     report.ok = outcome.is_ok();
     report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
-    record_outcome(config, &branch, &report, "init").await?;
+    record_outcome(config, None, &branch, &report, "init").await?;
     let mut out = render(std::slice::from_ref(&report));
     out.json = json!(report);
     Ok(out)

@@ -174,14 +174,25 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     let product: i64 = shop.query_one("SELECT min(id) FROM product", &[]).await.unwrap().get(0);
     let allowed: BTreeSet<_> = tables.iter().cloned().collect();
     let options = ApplyOptions { origin: "shop-1".into(), set_based_foreign_keys: true, ..Default::default() };
-    let sale = |id: i64, item_product: &str| {
+    // Each statement carries 1,000 rows or more, as set-based checks apply only to large statements.
+    let sale = |batch: i64, item_product: &str| {
+        let ids: Vec<i64> = (0..1000).map(|i| batch * 10_000 + i).collect();
+        let sales: Vec<String> = ids
+            .iter()
+            .map(|id| format!("({id}, NULL, '2026-01-01 10:00+00', 5, 'done', '00000000-0000-0000-0000-{id:012}')"))
+            .collect();
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| format!("({id}, 1, {item_product}, NULL, 1, 5), ({id}, 2, NULL, NULL, 1, 0)"))
+            .collect();
         read_sql(
             &format!(
-                "INSERT INTO sale (id, person_id, sold_at, total, status, receipt) VALUES ({id}, NULL, '2026-01-01 10:00+00', 5, 'done', \
-                 '00000000-0000-0000-0000-{id:012}') ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total;
-                 INSERT INTO sale_item (sale_id, line_no, product_id, service_id, quantity, unit_price) VALUES \
-                 ({id}, 1, {item_product}, NULL, 1, 5), ({id}, 2, NULL, NULL, 1, 0) \
-                 ON CONFLICT (sale_id, line_no) DO UPDATE SET product_id = EXCLUDED.product_id"
+                "INSERT INTO sale (id, person_id, sold_at, total, status, receipt) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total;
+                 INSERT INTO sale_item (sale_id, line_no, product_id, service_id, quantity, unit_price) VALUES {} \
+                 ON CONFLICT (sale_id, line_no) DO UPDATE SET product_id = EXCLUDED.product_id",
+                sales.join(", "),
+                items.join(", ")
             ),
             &allowed,
         )
@@ -189,14 +200,14 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     };
 
     // Parents present (a NULL key matches nothing and is fine, as MATCH SIMPLE says): applied.
-    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(7001, &product.to_string())], &options).await.unwrap();
-    assert_eq!(report.upserted(), 3);
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(1, &product.to_string())], &options).await.unwrap();
+    assert_eq!(report.upserted(), 3000);
     let set_based = |report: &pgsync::ApplyReport| report.tables.iter().map(|(_, c)| c.set_based).sum::<u64>();
-    assert_eq!(set_based(&report), 3, "sale and sale_item have no triggers of their own");
+    assert_eq!(set_based(&report), 3000, "sale and sale_item have no triggers of their own");
 
     // A missing parent refuses the statement as PostgreSQL's own check does, and nothing of the payload stays.
     let before = checksums(&shop, &shop_catalog).await;
-    let err = pgsync::apply(&mut shop, &shop_catalog, &[sale(7002, "999999999")], &options).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[sale(2, "999999999")], &options).await.unwrap_err();
     match &err {
         Error::Rejected { chunk, statement, sqlstate, .. } => {
             assert_eq!((*chunk, *statement), (1, 2));
@@ -208,7 +219,7 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
 
     // The referenced rows are locked until the apply commits: nobody can delete a parent under it.
     let tx = shop.transaction().await.unwrap();
-    pgsync::apply_in(&tx, &shop_catalog, &[sale(7003, &product.to_string())], &options).await.unwrap();
+    pgsync::apply_in(&tx, &shop_catalog, &[sale(3, &product.to_string())], &options).await.unwrap();
     let other = pgsync::connect(&shop_url).await.unwrap();
     let err = other.execute("SELECT 1 FROM product WHERE id = $1 FOR UPDATE NOWAIT", &[&product]).await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("55P03"));
@@ -223,12 +234,12 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     )
     .await
     .unwrap();
-    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(7004, &product.to_string())], &options).await.unwrap();
-    assert_eq!(set_based(&report), 1, "only the sale went set-based");
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(4, &product.to_string())], &options).await.unwrap();
+    assert_eq!(set_based(&report), 1000, "only the sales went set-based");
     let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
-    let audited = shop.query_one("SELECT count(*) FROM item_audit WHERE sale_id = 7004", &[]).await.unwrap();
-    assert_eq!(count(audited), 2);
-    let items =
-        shop.query_one("SELECT count(*) FROM sale_item WHERE sale_id IN (7001, 7003, 7004)", &[]).await.unwrap();
-    assert_eq!(count(items), 6);
+    let audited =
+        shop.query_one("SELECT count(*) FROM item_audit WHERE sale_id BETWEEN 40000 AND 49999", &[]).await.unwrap();
+    assert_eq!(count(audited), 2000);
+    let items = shop.query_one("SELECT count(*) FROM sale_item WHERE sale_id / 10000 IN (1, 3, 4)", &[]).await.unwrap();
+    assert_eq!(count(items), 6000);
 }

@@ -157,20 +157,16 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
         let identity = pgsync::schema::identity(&*client).await?;
         cursor.clone().check_issuer(&identity).map_err(pgsync::Error::from)?;
         store::set_state(&*client, keys::ACKNOWLEDGED, base).await?;
-        // What the office acknowledged is purged on a connection of its own while the loop answers: nothing waits
-        // on it (`status` counts only what the acknowledged cursor does not cover, purged or not).
-        let url = agent.config.database_url.clone();
+        // What the office acknowledged is purged in the background while the loop answers: nothing waits on it
+        // (`status` counts only what the acknowledged cursor does not cover, purged or not); a failed purge is
+        // done by the next acknowledgement.
         let acknowledged = cursor.clone();
-        tokio::spawn(async move {
-            let purged = match pgsync::connect(&url).await {
-                Ok(client) => pgsync::schema::purge(&client, std::slice::from_ref(&acknowledged)).await,
-                Err(e) => Err(e),
-            };
-            match purged {
-                Ok(rows) => tracing::debug!(rows, "acknowledged changes purged"),
-                Err(e) => tracing::warn!(error = %e, "purging acknowledged changes failed, the next diff retries"),
-            }
-        });
+        agent
+            .in_background("purging acknowledged changes", move |client| async move {
+                let purged = pgsync::schema::purge(&client, std::slice::from_ref(&acknowledged)).await;
+                (client, purged.map(|_| ()).map_err(AgentError::from))
+            })
+            .await?;
     }
     let options = ExportOptions {
         since,

@@ -30,8 +30,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
         )));
     }
     // Random sids, so that a sid from before a `clean` is very unlikely to name a new session.
-    let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
-    let streamed = stream::should_stream(&client, &catalog, &policy).await?;
+    let streamed = stream::should_stream(&client, &policy).await?;
     let row = client
         .query_one(
             "INSERT INTO branchsync.upload_session (sid, streamed) \
@@ -43,6 +42,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let sid: i64 = row.get(0);
     tracing::Span::current().record("sid", sid);
     if streamed {
+        let catalog = pgsync::Catalog::load(&*client, &policy.all()).await?;
         stream::open(agent, sid, policy, catalog).await?;
         tracing::info!("upload into empty tables: streamed");
     }
