@@ -128,6 +128,18 @@ async fn each_conflict_rule_decides_and_records() {
         );
     }
     assert!(list.iter().any(|c| c["rule"] == "shop-wins" && c["decision"] == "shop"));
+    // A later shop edit of a key decided earlier is no conflict, also after syncs with nothing to push (which
+    // open no upload session at all).
+    let sessions = "SELECT count(*) FROM branchsync.upload_session";
+    let before = count(&shop.db, sessions).await;
+    shop.db.batch_execute("UPDATE person SET name = 'shop again' WHERE id = 2").await.unwrap();
+    fleet.sync_all();
+    fleet.sync_all();
+    assert_eq!(count(&shop.db, sessions).await, before, "nothing to push, no session");
+    let out = fleet.ctl(&["--json", "conflicts"]);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again.as_array().unwrap().len(), 4, "{again:#}");
+    assert_eq!(count(&fleet.office, "SELECT count(*) FROM person WHERE id = 2 AND name = 'shop again'").await, 1);
     fleet.assert_all_verified();
 }
 

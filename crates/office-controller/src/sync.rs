@@ -463,8 +463,10 @@ async fn push(
 }
 
 /// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
-/// transaction. Returns the connection, the export's cursor, rows per table and compressed bytes. With
-/// `dry_run` nothing is sent.
+/// transaction. When the snapshot holds nothing the shop lacks (no change since its cursor but its own), no
+/// session is opened and the cursor still counts as acknowledged: the office may purge up to it, and the shop's
+/// conflict window stays right since nothing it lacks was written. Returns the connection, the export's cursor,
+/// rows per table and compressed bytes. With `dry_run` nothing is sent.
 pub async fn upload(
     config: &Config,
     agent: &AgentClient,
@@ -475,6 +477,12 @@ pub async fn upload(
     on_chunk: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(Client, String, Vec<(TableName, u64)>, u64)> {
     let mut session = ExportSession::begin(client, catalog, export).await?;
+    if !session.has_news().await? {
+        // Nothing the shop lacks: no session to open. The cursor is still the acknowledged one.
+        let cursor = session.cursor().to_string();
+        let per_table = session.table_rows().to_vec();
+        return Ok((session.finish().await?, cursor, per_table, 0));
+    }
     let sid = if dry_run { 0 } else { retry(&config.sync, || agent.sql_prepare()).await.map_err(explain)? };
     // The export runs one chunk ahead of the upload, so reading and compressing overlap with the network and the
     // shop's staging instead of waiting for them.

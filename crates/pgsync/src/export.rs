@@ -121,6 +121,24 @@ impl ExportSession {
         &self.cursor
     }
 
+    /// Whether the export snapshot holds changes the peer lacks: log rows not visible in `since` whose origin is not
+    /// the peer's. Without `since`, always. When there are none, the peer has every change this export's cursor
+    /// covers, and the export can be skipped with the cursor still recorded as acknowledged.
+    pub async fn has_news(&self) -> Result<bool> {
+        let Some(since) = &self.options.since else { return Ok(true) };
+        let tables: Vec<String> = self.catalog.tables().iter().map(|t| t.name.to_string()).collect();
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM branchsync.change_log cl WHERE cl.tbl = ANY($1) \
+                 AND cl.xid >= $2::text::xid8 AND NOT pg_visible_in_snapshot(cl.xid, $3::text::pg_snapshot) \
+                 AND cl.origin IS DISTINCT FROM $4)",
+                &[&tables, &since.xmin().to_string(), &since.snapshot, &self.options.exclude_origin],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Rows (upserts and deletes) exported so far.
     pub fn rows(&self) -> u64 {
         self.rows
