@@ -246,8 +246,8 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     });
     results.notes.push(
         "catch-up: the subscription (copy_data = false) ran with its apply worker held back by a lock on the target tables while \
-         the shop sold the same rows; timed from releasing the lock until the office held every row. Ours is one `sync` of the \
-         branch (pull, then an empty push), from the moment the line is back."
+         the shop sold the same rows; timed from releasing the lock until the office held every row. Ours is one `sync` of a \
+         branch that has synced before (pull from its cursor; the push has nothing to send), from the moment the line is back."
             .into(),
     );
 
