@@ -79,6 +79,15 @@ async fn gzip_copy(client: &Client, tables: &[&str]) -> Result<u64> {
     Ok(gz.finish()?.len() as u64)
 }
 
+/// Flushes both clusters before a timed section, so that a checkpoint left over from the setup or from the other
+/// side's run does not land in it.
+async fn settle(env: &Env) -> Result<()> {
+    for cluster in [&env.office, &env.shops] {
+        pgsync::connect(&cluster.conninfo("postgres")).await?.batch_execute("CHECKPOINT").await?;
+    }
+    Ok(())
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -100,6 +109,7 @@ pub async fn initial_load(env: &Env, sizes: &Sizes, results: &mut Results) -> Re
     ok(commands::init::run(&config).await?, "init")?;
     let (shop_url, shop) = database(&env.shops, "load_shop").await?;
 
+    settle(env).await?;
     let started = Instant::now();
     // The monotonic clock values bound the timed section for `perf record -k CLOCK_MONOTONIC` and `perf report --time`.
     tracing::debug!(at = ?started, "initial load begins");
@@ -125,6 +135,7 @@ pub async fn initial_load(env: &Env, sizes: &Sizes, results: &mut Results) -> Re
         bin.join("psql").display(),
         peer_url
     );
+    settle(env).await?;
     let started = Instant::now();
     let status = Command::new("bash").arg("-c").arg(&script).stdin(Stdio::null()).status()?;
     let theirs = started.elapsed();
@@ -181,6 +192,7 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     let sales = sales_for(sizes.changes);
     let rows = sample::sell(&shop, 11, sales, 1000, 20, 200).await? as i64;
 
+    settle(env).await?;
     let started = Instant::now();
     tracing::debug!(at = ?started, "catch-up begins");
     let out = ok(commands::sync::run(&config, sync("catchup")).await?, "sync")?;
@@ -215,6 +227,7 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     let lr_rows = sample::sell(&lr_shop, 11, sales, 1000, 20, 200).await? as i64;
     // Let the publisher decode and send what it can while the worker waits, as WAL would pile up during an outage.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(env).await?;
     let started = Instant::now();
     hold.rollback().await?;
     wait_for(
@@ -310,6 +323,7 @@ pub async fn fleet(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
         }
         let before = rss_kib();
         let sampler = RssSampler::start();
+        settle(env).await?;
         let started = Instant::now();
         tracing::debug!(at = ?started, branches, "fleet sync begins");
         let all = SyncArgs { branches: vec![], all: true, full: false, dry_run: false };
