@@ -277,6 +277,7 @@ async fn pull(
     if !set_based {
         tracing::debug!("foreign keys checked per row: the office role may not set session_replication_role");
     }
+    let take = Take { catalog: &catalog, limits: &limits, check: &check, branch, options, set_based };
     let mut since = branch.pull_cursor.clone().unwrap_or_default();
     for _ in 0..3 {
         let mut cursor = since.clone();
@@ -314,7 +315,6 @@ async fn pull(
             let following = async {
                 if answer.more { Some(retry(&config.sync, || agent.diff(&answer.cursor)).await) } else { None }
             };
-            let take = Take { catalog: &catalog, limits: &limits, check: &check, branch, options, set_based };
             let (applied, following) = tokio::join!(take.apply(office, &answer, report), following);
             loop_rows += applied?;
             prefetched = following.transpose().map_err(explain)?;

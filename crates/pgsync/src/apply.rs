@@ -261,7 +261,7 @@ struct How<'a> {
 }
 
 /// Which tables are empty now, for [`ApplyOptions::fresh_tables`]; call it first thing in the transaction.
-pub async fn empty_tables(tx: &impl tokio_postgres::GenericClient, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
+pub async fn empty_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
     let mut empty = BTreeSet::new();
     for table in catalog.tables() {
         let row = tx.query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", table.name.quoted()), &[]).await?;
@@ -377,9 +377,7 @@ impl Stages {
         self.names.insert(key, name.clone());
         Ok(name)
     }
-}
 
-impl Stages {
     /// Whether replica mode would skip nothing but the per-row foreign-key checks on `table` for an upsert of
     /// `columns` (see [`ApplyOptions::set_based_foreign_keys`]); asked once per table and transaction.
     async fn set_based_allowed(&mut self, tx: &Transaction<'_>, table: &TableInfo, columns: &[String]) -> Result<bool> {

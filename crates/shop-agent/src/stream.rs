@@ -199,14 +199,6 @@ struct Task {
     failure: Arc<StdMutex<Option<AgentError>>>,
 }
 
-/// What the task has applied so far.
-#[derive(Default)]
-struct Applied {
-    report: ApplyReport,
-    cursor: Option<String>,
-    replaced: BTreeSet<TableName>,
-}
-
 impl Task {
     async fn run(
         self,
@@ -218,11 +210,10 @@ impl Task {
         let begun = async {
             let tx = client.transaction().await?;
             tx.query_one("SELECT 1 FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
-            // The tables empty now take the rows straight in; both-ways tables still merge with deferral.
-            let fresh = pgsync::empty_tables(&tx, &self.catalog.subset(&self.policy.receives())).await?;
-            Ok::<_, AgentError>((tx, fresh))
+            let applier = Applier::begin(&tx, &self.catalog, &self.policy).await?;
+            Ok::<_, AgentError>((tx, applier))
         };
-        let (tx, fresh) = match begun.await {
+        let (tx, mut applier) = match begun.await {
             Ok(begun) => {
                 let _ = ready.send(Ok(()));
                 begun
@@ -232,13 +223,6 @@ impl Task {
                 return;
             }
         };
-        let options = ApplyOptions {
-            origin: OFFICE_ORIGIN.into(),
-            defer_tables: self.policy.both.iter().cloned().collect(),
-            fresh_tables: fresh,
-            ..ApplyOptions::default()
-        };
-        let mut applied = Applied::default();
         loop {
             let command = match tokio::time::timeout(self.idle, queue.recv()).await {
                 Ok(Some(command)) => command,
@@ -253,7 +237,7 @@ impl Task {
             };
             match command {
                 Command::Chunk { seq, payload } => {
-                    if let Err(e) = self.apply(&tx, &options, &mut applied, seq, payload).await {
+                    if let Err(e) = applier.chunk(&tx, &self.catalog, seq, &payload).await {
                         tracing::warn!(error = %e, chunk = seq, "streamed upload refused a chunk, rolled back");
                         if let Ok(mut failure) = self.failure.lock() {
                             *failure = Some(e);
@@ -262,7 +246,10 @@ impl Task {
                     }
                 }
                 Command::Finish { chunks, reply } => {
-                    let result = self.finish(tx, applied, chunks).await;
+                    let result = match applier.finish(&tx, &self.catalog, sid, chunks).await {
+                        Ok(stored) => tx.commit().await.map(|()| stored).map_err(AgentError::from),
+                        Err(e) => Err(e),
+                    };
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, "streamed upload could not finish, rolled back");
                     }
@@ -272,45 +259,69 @@ impl Task {
             }
         }
     }
+}
 
-    async fn apply(
-        &self,
+/// One upload applied chunk by chunk inside the caller's transaction: what streamed and staged sessions share.
+pub(crate) struct Applier {
+    options: ApplyOptions,
+    report: ApplyReport,
+    cursor: Option<String>,
+    replaced: BTreeSet<TableName>,
+}
+
+impl Applier {
+    /// Starts applying in `tx`; call it first thing in the transaction, since the tables empty now take the
+    /// upload's rows straight in (both-ways tables still merge with deferral).
+    pub(crate) async fn begin(tx: &Transaction<'_>, catalog: &Catalog, policy: &Policy) -> Result<Applier, AgentError> {
+        let fresh = pgsync::empty_tables(tx, &catalog.subset(&policy.receives())).await?;
+        let options = ApplyOptions {
+            origin: OFFICE_ORIGIN.into(),
+            defer_tables: policy.both.iter().cloned().collect(),
+            fresh_tables: fresh,
+            ..ApplyOptions::default()
+        };
+        Ok(Applier { options, report: ApplyReport::default(), cursor: None, replaced: BTreeSet::new() })
+    }
+
+    /// Applies chunk `seq` (1-based) of the session.
+    pub(crate) async fn chunk(
+        &mut self,
         tx: &Transaction<'_>,
-        options: &ApplyOptions,
-        applied: &mut Applied,
+        catalog: &Catalog,
         seq: usize,
-        payload: Payload,
+        payload: &Payload,
     ) -> Result<(), AgentError> {
         if payload.header.cursor.is_some() {
-            applied.cursor = payload.header.cursor.clone();
+            self.cursor = payload.header.cursor.clone();
         }
-        applied.replaced.extend(payload.header.replace.iter().cloned());
-        let part = pgsync::apply_in(tx, &self.catalog, std::slice::from_ref(&payload), options)
+        self.replaced.extend(payload.header.replace.iter().cloned());
+        let part = pgsync::apply_in(tx, catalog, std::slice::from_ref(payload), &self.options)
             .await
             .map_err(|e| renumber(e, seq))?;
-        applied.report.merge(part);
+        self.report.merge(part);
         Ok(())
     }
 
-    async fn finish(&self, tx: Transaction<'_>, mut applied: Applied, chunks: usize) -> Result<String, AgentError> {
-        applied.report.merge(pgsync::prune_unseen(&tx, &self.catalog, &applied.replaced).await?);
-        if let Some(cursor) = &applied.cursor {
-            pgsync::record_cursor(&tx, OFFICE_ORIGIN, cursor).await?;
+    /// After the last chunk: prunes what a replacing upload did not carry, records the office cursor the chunks
+    /// brought and the session's result, all in `tx`, which the caller commits. Returns the stored result.
+    pub(crate) async fn finish(
+        mut self,
+        tx: &Transaction<'_>,
+        catalog: &Catalog,
+        sid: i64,
+        chunks: usize,
+    ) -> Result<String, AgentError> {
+        self.report.merge(pgsync::prune_unseen(tx, catalog, &self.replaced).await?);
+        if let Some(cursor) = &self.cursor {
+            pgsync::record_cursor(tx, OFFICE_ORIGIN, cursor).await?;
         }
-        let stored = conclude(&tx, self.sid, &applied.report, chunks).await?;
-        tx.commit().await?;
-        Ok(stored)
+        conclude(tx, sid, &self.report, chunks).await
     }
 }
 
 /// The bookkeeping every finished upload commits with its data: the session's result (returned again to a
 /// retried `sql_finish`), its staged chunks gone, and the deferred count for `status`. Returns the stored result.
-pub async fn conclude(
-    tx: &Transaction<'_>,
-    sid: i64,
-    report: &ApplyReport,
-    chunks: usize,
-) -> Result<String, AgentError> {
+async fn conclude(tx: &Transaction<'_>, sid: i64, report: &ApplyReport, chunks: usize) -> Result<String, AgentError> {
     let stored = format!(
         "{},{},{},{}",
         report.upserted(),
@@ -335,7 +346,7 @@ pub async fn conclude(
 }
 
 /// `apply_in` numbers chunks within its call; here each call holds one chunk of the session.
-pub fn renumber(e: pgsync::Error, seq: usize) -> AgentError {
+fn renumber(e: pgsync::Error, seq: usize) -> AgentError {
     AgentError::Sync(match e {
         pgsync::Error::Rejected { statement, sqlstate, message, .. } => {
             pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message }

@@ -3,12 +3,11 @@
 //! it returns the stored result and applies nothing twice.
 
 use dxr::Value;
-use pgsync::{ApplyOptions, ApplyReport};
 use protocol::payload::{ReadLimits, read_payload};
 
 use crate::Agent;
 use crate::error::AgentError;
-use crate::methods::{OFFICE_ORIGIN, policy};
+use crate::methods::policy;
 use crate::rpc::{Params, structure};
 use crate::stream;
 
@@ -48,11 +47,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     if streamed {
         return Err(AgentError::SessionLost(sid));
     }
-    // Tables empty now take the upload's rows straight in.
-    let fresh = pgsync::empty_tables(&tx, &catalog.subset(&policy.receives())).await?;
-    let mut report = ApplyReport::default();
-    let mut cursor = None;
-    let mut replaced = std::collections::BTreeSet::new();
+    let mut applier = stream::Applier::begin(&tx, &catalog, &policy).await?;
     // One chunk in memory at a time: memory does not grow with the size of the upload.
     for seq in 1..=chunks {
         let data: Vec<u8> = tx
@@ -60,24 +55,9 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
             .await?
             .get(0);
         let payload = read_payload(&data, &limits)?;
-        if payload.header.cursor.is_some() {
-            cursor = payload.header.cursor.clone();
-        }
-        replaced.extend(payload.header.replace.iter().cloned());
-        let options = ApplyOptions {
-            origin: OFFICE_ORIGIN.into(),
-            defer_tables: policy.both.iter().cloned().collect(),
-            record_cursor: if seq == chunks { cursor.clone() } else { None },
-            fresh_tables: fresh.clone(),
-            ..ApplyOptions::default()
-        };
-        let part = pgsync::apply_in(&tx, &catalog, std::slice::from_ref(&payload), &options)
-            .await
-            .map_err(|e| stream::renumber(e, seq as usize))?;
-        report.merge(part);
+        applier.chunk(&tx, &catalog, seq as usize, &payload).await?;
     }
-    report.merge(pgsync::prune_unseen(&tx, &catalog, &replaced).await?);
-    let stored = stream::conclude(&tx, sid, &report, chunks as usize).await?;
+    let stored = applier.finish(&tx, &catalog, sid, chunks as usize).await?;
     tx.commit().await?;
     agent.metrics.exchanged();
     Ok(result_value(&stored))
