@@ -22,8 +22,3 @@ pub async fn connect(conninfo: &str) -> Result<Client> {
     client.batch_execute(SESSION_SETTINGS).await?;
     Ok(client)
 }
-
-/// Quotes a value as a standard SQL string literal, for the few places (COPY queries) that take no parameters.
-pub(crate) fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}

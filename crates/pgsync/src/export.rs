@@ -10,11 +10,11 @@ use std::collections::VecDeque;
 
 use futures_util::TryStreamExt;
 use protocol::cursor::Cursor;
-use protocol::payload::{ChunkWriter, WriterConfig, quote_ident};
+use protocol::payload::{ChunkWriter, PayloadError, PayloadErrorKind, WriterConfig, decode_copy_field};
+use protocol::sql::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, TableInfo};
-use crate::conn::quote_literal;
 use crate::error::{Error, Result};
 use crate::schema;
 
@@ -267,8 +267,10 @@ impl ExportSession {
         }
         if count > 0 {
             let fields: Vec<&str> = last.split('\t').collect();
-            self.after =
-                key_positions.iter().map(|&i| unescape_copy(fields.get(i).copied().unwrap_or_default())).collect();
+            self.after = key_positions
+                .iter()
+                .map(|&i| key_value(&table.columns[i].name, fields.get(i).copied().unwrap_or_default(), &last))
+                .collect::<Result<_>>()?;
         }
         self.count(&table.name, count as u64);
         Ok(count)
@@ -354,37 +356,23 @@ impl ExportSession {
     }
 }
 
-/// Decodes one field of COPY text format (only needed for key values, which are never NULL).
-fn unescape_copy(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            i += 1;
-            match bytes[i] {
-                b'n' => out.push(b'\n'),
-                b't' => out.push(b'\t'),
-                b'r' => out.push(b'\r'),
-                b'b' => out.push(8),
-                b'f' => out.push(12),
-                b'v' => out.push(11),
-                d @ b'0'..=b'7' => {
-                    let mut v = (d - b'0') as u32;
-                    let mut n = 1;
-                    while n < 3 && i + 1 < bytes.len() && (b'0'..=b'7').contains(&bytes[i + 1]) {
-                        i += 1;
-                        v = v * 8 + (bytes[i] - b'0') as u32;
-                        n += 1;
-                    }
-                    out.push(v as u8);
-                }
-                other => out.push(other),
-            }
-        } else {
-            out.push(bytes[i]);
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Decodes the key field `column` of a COPY line the database sent, where the next page starts.
+///
+/// PostgreSQL's own COPY output always decodes, and key columns are never NULL, so this does not fail on what the
+/// database sends. Should it, the receiver's reader would refuse the chunk holding the line for the same reason:
+/// the export stops with that refusal (chunk 0, the one being written) rather than page on from a wrong key.
+fn key_value(column: &str, field: &str, line: &str) -> Result<String> {
+    let message = match decode_copy_field(field) {
+        Ok(Some(value)) => return Ok(value),
+        Ok(None) => "null".to_string(),
+        Err(m) => m,
+    };
+    Err(Error::Payload {
+        chunk: 0,
+        source: PayloadError {
+            statement: 0,
+            kind: PayloadErrorKind::Malformed(format!("COPY row from the database, key column {column}: {message}")),
+            excerpt: line.chars().take(80).collect(),
+        },
+    })
 }

@@ -7,11 +7,10 @@
 //! (`branchsync.origin`), so applied changes are never exported back to where they came from.
 
 use protocol::cursor::{Cursor, DbIdentity};
-use protocol::payload::quote_ident;
+use protocol::sql::{name_hash, quote_ident, quote_literal};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::catalog::TableInfo;
-use crate::conn::quote_literal;
 use crate::error::{Error, Result};
 
 /// The session setting that marks applied changes with their origin.
@@ -113,11 +112,7 @@ pub async fn remove_capture(client: &impl GenericClient, table: &TableInfo) -> R
 
 fn function_prefix(table: &TableInfo) -> String {
     // Names must stay under 63 bytes and be unique per table whatever its name: hash the qualified name.
-    let h = table
-        .name
-        .to_string()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let h = name_hash(&table.name.to_string());
     format!("branchsync.capture_{h:016x}")
 }
 

@@ -7,4 +7,5 @@ pub mod fault;
 pub mod methods;
 pub mod payload;
 pub mod schema;
+pub mod sql;
 pub mod values;

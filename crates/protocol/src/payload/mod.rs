@@ -5,8 +5,12 @@
 //! them. The reader is the security boundary of the whole system: it yields typed operations, and the side that
 //! applies them builds its own SQL from them, so nothing of the payload's text is ever executed.
 
-mod parse;
+mod copy;
+mod envelope;
+mod header;
+mod lexer;
 mod rows;
+mod statements;
 mod writer;
 
 #[cfg(test)]
@@ -15,9 +19,13 @@ mod tests;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub use parse::{read_payload, read_sql};
+pub use copy::{decode_copy_field, escape_copy, push_copy_row};
+pub use envelope::read_payload;
 pub use rows::Rows;
-pub use writer::{ChunkWriter, WriterConfig, escape_copy, push_copy_row};
+pub use statements::read_sql;
+pub use writer::{ChunkWriter, WriterConfig};
+
+pub use crate::sql::quote_ident;
 
 /// The first line of every payload the writer produces; readers accept payloads without it.
 pub const MAGIC_LINE: &str = "-- branchsync payload v1";
@@ -62,11 +70,6 @@ impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.name)
     }
-}
-
-/// Quotes an SQL identifier, doubling embedded double quotes.
-pub fn quote_ident(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// One value of one column: its text representation as PostgreSQL's input function reads it, or `None` for
@@ -165,6 +168,27 @@ pub struct PayloadError {
     pub kind: PayloadErrorKind,
     /// At most 80 characters of the offending statement's text, for the operator.
     pub excerpt: String,
+}
+
+/// The `excerpt` of a [`PayloadError`]: whitespace runs folded to one space, at most 80 characters.
+fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    let mut space = false;
+    for ch in text.chars() {
+        if ch.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        if out.chars().count() >= 80 {
+            break;
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// The classes of refusal, stable for tests and fault mapping.

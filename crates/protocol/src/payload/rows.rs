@@ -2,7 +2,7 @@
 //! receiver hands a statement's rows to the database as they are instead of decoding and re-encoding each value.
 
 use super::Value;
-use super::writer::push_copy_row;
+use super::copy::{decode_copy_field, push_copy_row};
 
 /// Rows of equal width in `COPY` text format, one newline-terminated line each. Every line is valid by
 /// construction: pushed from values, or checked by the reader before it is kept.
@@ -49,9 +49,7 @@ impl Rows {
 
     /// The rows decoded into values (tests and tools; the apply path uses [`copy_text`](Self::copy_text)).
     pub fn iter(&self) -> impl Iterator<Item = Vec<Value>> + '_ {
-        self.text
-            .lines()
-            .map(|line| line.split('\t').map(|f| super::parse::decode_copy_field(f).unwrap_or(None)).collect())
+        self.text.lines().map(|line| line.split('\t').map(|f| decode_copy_field(f).unwrap_or(None)).collect())
     }
 
     /// The rows decoded into values.

@@ -1,12 +1,10 @@
 //! Turns rows into payload chunks: gzip-compressed SQL scripts of bounded size, each readable on its own
 //! with `zcat` and runnable with `psql`.
 
-use std::io::Write;
-
-use flate2::Compression;
-use flate2::write::GzEncoder;
-
-use super::{ColumnDecl, MAGIC_LINE, TableName, Value, quote_ident};
+use super::copy::push_copy_row;
+use super::envelope::seal;
+use super::{ColumnDecl, MAGIC_LINE, TableName, Value};
+use crate::sql::{push_literal, quote_ident};
 
 /// Writer settings.
 #[derive(Debug, Clone)]
@@ -132,7 +130,7 @@ impl ChunkWriter {
             self.open = Open::Delete { table: table.clone(), key: key.to_vec(), rows: 0 };
         }
         if key.len() == 1 {
-            push_literal(&mut self.body, &values[0]);
+            push_literal(&mut self.body, values[0].as_deref());
         } else {
             push_tuple(&mut self.body, values);
         }
@@ -252,13 +250,7 @@ impl ChunkWriter {
                 header.push_str(line);
             }
         }
-        let mut gz =
-            GzEncoder::new(Vec::with_capacity(self.body.len() / 4 + 64), Compression::new(self.config.gzip_level));
-        // Writing into a Vec cannot fail.
-        let _ = gz.write_all(header.as_bytes());
-        let _ = gz.write_all(self.body.as_bytes());
-        let bytes = gz.finish().unwrap_or_default();
-        self.done.push(bytes);
+        self.done.push(seal(&header, &self.body, self.config.gzip_level));
         self.body.clear();
         self.used.clear();
     }
@@ -270,56 +262,7 @@ fn push_tuple(out: &mut String, row: &[Value]) {
         if i > 0 {
             out.push_str(", ");
         }
-        push_literal(out, value);
+        push_literal(out, value.as_deref());
     }
     out.push(')');
-}
-
-/// Writes a value as a standard SQL string literal (backslashes are plain characters), or NULL.
-fn push_literal(out: &mut String, value: &Value) {
-    match value {
-        None => out.push_str("NULL"),
-        Some(text) => {
-            out.push('\'');
-            for ch in text.chars() {
-                if ch == '\'' {
-                    out.push('\'');
-                }
-                out.push(ch);
-            }
-            out.push('\'');
-        }
-    }
-}
-
-/// Appends one row in COPY text format (tab-separated, `\N` for NULL), without its newline.
-pub fn push_copy_row(out: &mut String, row: &[Value]) {
-    for (i, value) in row.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        match value {
-            None => out.push_str("\\N"),
-            Some(text) => escape_copy(out, text),
-        }
-    }
-}
-
-/// Escapes a value for COPY text format (without the `\N` of NULL).
-pub fn escape_copy(out: &mut String, text: &str) {
-    // The special characters are ASCII, so slicing at them keeps to character boundaries.
-    let mut start = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let escaped = match b {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => continue,
-        };
-        out.push_str(&text[start..i]);
-        out.push_str(escaped);
-        start = i + 1;
-    }
-    out.push_str(&text[start..]);
 }
