@@ -6,10 +6,10 @@ use crate::support::binary;
 
 #[test]
 fn the_demo_runs_and_verifies_every_synced_table() {
-    let out = Command::new(binary("office-controller"))
-        .args(["demo", "--products", "400", "--sales", "30"])
+    let out = Command::new(binary("branchsync-demo"))
+        .args(["--products", "400", "--sales", "30"])
         .output()
-        .expect("office-controller runs");
+        .expect("branchsync-demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     for table in [

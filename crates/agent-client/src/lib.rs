@@ -1,13 +1,19 @@
 //! The office's client of the shop agent. dxr's own client never looks at the HTTP status (a 401 shows up as
 //! an XML parse error), so this one speaks HTTP itself and uses dxr only for values: the controller can then
 //! tell wrong credentials (do not retry) from a network failure (retry) from a fault (the agent refused).
+//! Calls take and return the typed requests and answers of [`protocol::wire`], and transient failures are
+//! retried here (backon: doubling pauses with jitter), so that no caller writes its own retry loop.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
+use backon::{ExponentialBuilder, Retryable};
+use dxr::{FaultResponse, MethodCall, MethodResponse};
 use protocol::fault::FaultCode;
-use protocol::methods;
+use protocol::policy::Assignment;
+use protocol::wire::{self, Answer, Call, Value, WireError};
+
+pub use protocol::wire::{AgentStatus, DiffAnswer, Finished, IdRange, TableSum};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,32 +77,26 @@ impl ClientError {
     }
 }
 
-/// One `diff` answer.
-#[derive(Debug, Clone)]
-pub struct DiffAnswer {
-    /// A gzip payload chunk.
-    pub data: Vec<u8>,
-    /// The `since` of the next call.
-    pub cursor: String,
-    /// Whether more is waiting.
-    pub more: bool,
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        ClientError::Protocol { method: e.method.into(), detail: e.detail }
+    }
 }
 
-/// What the office hands a shop with `configure`.
-#[derive(Debug, Clone, Default)]
-pub struct PolicySpec {
-    /// The branch's name.
-    pub branch: String,
-    /// Office → shop tables.
-    pub from_source: Vec<String>,
-    /// Shop → office tables.
-    pub from_target: Vec<String>,
-    /// Both ways.
-    pub both: Vec<String>,
-    /// Office → shop once.
-    pub initial: Vec<String>,
-    /// Size of the branch's id range.
-    pub id_range: i64,
+/// How transient failures (network, agent busy) are retried: `retries` more attempts, the first after `backoff`,
+/// each pause twice the one before, with random jitter so that many branches retrying at once
+/// do not hit an agent or a line in step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// The first pause.
+    pub backoff: Duration,
+}
+
+impl Retry {
+    /// No retries: every failure is returned at once.
+    pub const NONE: Retry = Retry { retries: 0, backoff: Duration::ZERO };
 }
 
 /// A client of one agent.
@@ -106,6 +106,7 @@ pub struct AgentClient {
     url: String,
     user: String,
     password: String,
+    retry: Retry,
 }
 
 impl AgentClient {
@@ -138,7 +139,13 @@ impl AgentClient {
             .map_err(|e| ClientError::Network { url: base_url.into(), detail: e.to_string() })?;
         let trimmed = base_url.trim_end_matches('/');
         let url = if trimmed.ends_with("/RPC2") { trimmed.to_string() } else { format!("{trimmed}/RPC2") };
-        Ok(AgentClient { http, url, user: user.into(), password: password.into() })
+        Ok(AgentClient { http, url, user: user.into(), password: password.into(), retry: Retry::NONE })
+    }
+
+    /// The same client, retrying transient failures as `retry` says.
+    pub fn with_retry(mut self, retry: Retry) -> AgentClient {
+        self.retry = retry;
+        self
     }
 
     /// The endpoint URL.
@@ -146,18 +153,38 @@ impl AgentClient {
         &self.url
     }
 
-    /// Calls `method` with `params` and returns the result value.
+    /// Calls the method of `request`, retrying transient failures, and reads its typed answer.
+    pub async fn request<C: Call>(&self, request: C) -> Result<C::Answer, ClientError> {
+        let body = encode(C::METHOD, request.into_params())?;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.backoff)
+            .with_factor(2.0)
+            .with_max_delay(self.retry.backoff.saturating_mul(1 << self.retry.retries.min(16)))
+            .with_max_times(self.retry.retries as usize)
+            .with_jitter();
+        let value = (|| self.post(C::METHOD, &body))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(ClientError::is_transient)
+            .notify(|e, pause| tracing::info!(error = %e, method = C::METHOD, ?pause, "transient failure, retrying"))
+            .await?;
+        Ok(C::Answer::from_value(C::METHOD, value)?)
+    }
+
+    /// Calls `method` with raw `params`, once, and returns the raw result value: for tests and tools that send
+    /// what protocol v1 does not.
     pub async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, ClientError> {
-        let body = MethodCall { name: method.into(), params }
-            .to_xml()
-            .map_err(|e| ClientError::Protocol { method: method.into(), detail: e.to_string() })?;
+        self.post(method, &encode(method, params)?).await
+    }
+
+    async fn post(&self, method: &str, body: &str) -> Result<Value, ClientError> {
         let network = |e: reqwest::Error| ClientError::Network { url: self.url.clone(), detail: chain(&e) };
         let response = self
             .http
             .post(&self.url)
             .basic_auth(&self.user, Some(&self.password))
             .header("Content-Type", "text/xml")
-            .body(format!("<?xml version=\"1.0\"?>\n{body}"))
+            .body(body.to_string())
             .send()
             .await
             .map_err(network)?;
@@ -186,90 +213,58 @@ impl AgentClient {
         }
     }
 
-    fn unexpected(method: &str, what: &str) -> ClientError {
-        ClientError::Protocol { method: method.into(), detail: format!("expected {what}") }
-    }
-
     /// `clean()`.
     pub async fn clean(&self) -> Result<(), ClientError> {
-        self.call(methods::CLEAN, vec![]).await.map(|_| ())
+        self.request(wire::Clean).await.map(|_| ())
     }
 
     /// `sql_prepare()`: a new upload session's sid.
     pub async fn sql_prepare(&self) -> Result<i64, ClientError> {
-        let v = self.call(methods::SQL_PREPARE, vec![]).await?;
-        protocol::values::int(&v).ok_or_else(|| Self::unexpected(methods::SQL_PREPARE, "an integer sid"))
+        self.request(wire::SqlPrepare).await.map(|sid| sid.0)
     }
 
     /// `sql_create(sid, data)`.
     pub async fn sql_create(&self, sid: i64, data: Vec<u8>) -> Result<(), ClientError> {
-        self.call(methods::SQL_CREATE, vec![Value::Long(sid), Value::Base64(data)]).await.map(|_| ())
+        self.request(wire::SqlCreate { sid, data }).await.map(|_| ())
     }
 
-    /// `sql_finish(sid)`: the result struct (upserted, deleted, deferred, chunks).
-    pub async fn sql_finish(&self, sid: i64) -> Result<BTreeMap<String, Value>, ClientError> {
-        match self.call(methods::SQL_FINISH, vec![Value::Long(sid)]).await? {
-            Value::Struct(s) => Ok(s),
-            _ => Err(Self::unexpected(methods::SQL_FINISH, "a struct")),
-        }
+    /// `sql_finish(sid)`: what the upload applied.
+    pub async fn sql_finish(&self, sid: i64) -> Result<Finished, ClientError> {
+        self.request(wire::SqlFinish { sid }).await
     }
 
     /// `setidstart(id)`.
-    pub async fn setidstart(&self, id: i64) -> Result<(), ClientError> {
-        self.call(methods::SETIDSTART, vec![Value::Long(id)]).await.map(|_| ())
+    pub async fn setidstart(&self, id: i64) -> Result<IdRange, ClientError> {
+        self.request(wire::SetIdStart { id }).await
     }
 
     /// `diff(since)`.
     pub async fn diff(&self, since: &str) -> Result<DiffAnswer, ClientError> {
-        let v = self.call(methods::DIFF, vec![Value::String(since.into())]).await?;
-        let Value::Struct(s) = v else { return Err(Self::unexpected(methods::DIFF, "a struct")) };
-        match (s.get("data"), s.get("cursor"), s.get("more")) {
-            (Some(Value::Base64(data)), Some(Value::String(cursor)), Some(Value::Boolean(more))) => {
-                Ok(DiffAnswer { data: data.clone(), cursor: cursor.clone(), more: *more })
-            }
-            _ => Err(Self::unexpected(methods::DIFF, "members data (base64), cursor (string) and more (boolean)")),
-        }
+        self.request(wire::Diff { since: since.into() }).await
     }
 
     /// `configure(policy)`: the shop's schema fingerprint of the synced tables.
-    pub async fn configure(&self, policy: &PolicySpec) -> Result<String, ClientError> {
-        let list = |l: &[String]| Value::Array(l.iter().map(|t| Value::String(t.clone())).collect());
-        let mut s = BTreeMap::new();
-        s.insert("branch".to_string(), Value::String(policy.branch.clone()));
-        s.insert("from_source".to_string(), list(&policy.from_source));
-        s.insert("from_target".to_string(), list(&policy.from_target));
-        s.insert("both".to_string(), list(&policy.both));
-        s.insert("initial".to_string(), list(&policy.initial));
-        s.insert("id_range".to_string(), Value::Long(policy.id_range));
-        match self.call(methods::CONFIGURE, vec![Value::Struct(s)]).await? {
-            Value::String(fp) => Ok(fp),
-            _ => Err(Self::unexpected(methods::CONFIGURE, "a fingerprint string")),
-        }
+    pub async fn configure(&self, assignment: &Assignment) -> Result<String, ClientError> {
+        self.request(wire::Configure(assignment.clone())).await.map(|fp| fp.0)
     }
 
     /// `verify()`: per table (`schema.name`), its row count and checksum.
-    pub async fn verify(&self) -> Result<BTreeMap<String, (i64, String)>, ClientError> {
-        let Value::Struct(tables) = self.call(methods::VERIFY, vec![]).await? else {
-            return Err(Self::unexpected(methods::VERIFY, "a struct"));
-        };
-        let mut out = BTreeMap::new();
-        for (table, v) in tables {
-            let Value::Struct(m) = v else { return Err(Self::unexpected(methods::VERIFY, "a struct per table")) };
-            match (m.get("rows").and_then(protocol::values::int), m.get("checksum")) {
-                (Some(rows), Some(Value::String(sum))) => out.insert(table, (rows, sum.clone())),
-                _ => return Err(Self::unexpected(methods::VERIFY, "rows and checksum per table")),
-            };
-        }
-        Ok(out)
+    pub async fn verify(&self) -> Result<BTreeMap<String, TableSum>, ClientError> {
+        self.request(wire::Verify).await
     }
 
     /// `status()`.
-    pub async fn status(&self) -> Result<BTreeMap<String, Value>, ClientError> {
-        match self.call(methods::STATUS, vec![]).await? {
-            Value::Struct(s) => Ok(s),
-            _ => Err(Self::unexpected(methods::STATUS, "a struct")),
-        }
+    pub async fn status(&self) -> Result<AgentStatus, ClientError> {
+        self.request(wire::Status).await
     }
+}
+
+/// The request body of a call.
+fn encode(method: &str, params: Vec<Value>) -> Result<String, ClientError> {
+    let body = MethodCall { name: method.into(), params }
+        .to_xml()
+        .map_err(|e| ClientError::Protocol { method: method.into(), detail: e.to_string() })?;
+    Ok(format!("<?xml version=\"1.0\"?>\n{body}"))
 }
 
 /// An error with its causes, since reqwest's own message rarely says what went wrong (TLS, refused, timeout).

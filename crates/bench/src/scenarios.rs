@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use futures_util::TryStreamExt;
-use office_controller::commands::{self, demo, sync::SyncArgs};
+use office_controller::commands::{self, sync::SyncArgs};
 use office_controller::config::{Config, SyncConfig};
 use testbed::sample::{self, OfficeData, Rng};
 use tokio_postgres::Client;
@@ -403,17 +403,12 @@ pub async fn agent(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let outcome = async {
-        let spec = office_controller::config::Policy {
-            name: "retail".into(),
-            from_source: names(sample::policy::FROM_SOURCE),
-            from_target: names(sample::policy::FROM_TARGET),
-            both: names(sample::policy::BOTH),
-            initial: names(sample::policy::INITIAL),
-            rules: Default::default(),
-            newer_column: "updated_at".into(),
-        }
-        .spec("agent", 1_000_000_000_000);
-        client.configure(&spec).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let assignment = protocol::policy::Assignment {
+            branch: "agent".into(),
+            policy: sample::policy::retail(),
+            id_range: 1_000_000_000_000,
+        };
+        client.configure(&assignment).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let rows = sample::sell(&shop, 21, sales_for(sizes.agent_rows), 1000, 20, 100).await?;
         let baseline = peak_kib(child.id()).unwrap_or(0);
         let mut since = String::new();
@@ -471,10 +466,6 @@ pub async fn agent(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
     let _ = child.kill();
     let _ = child.wait();
     outcome
-}
-
-fn names(list: &[&str]) -> Vec<protocol::payload::TableName> {
-    list.iter().filter_map(|t| protocol::payload::TableName::parse(t)).collect()
 }
 
 /// `VmHWM` (peak resident set) of a process, in KiB.

@@ -1,12 +1,13 @@
 //! The controller's configuration: a TOML file, every key overridable by `OFFICE_CONTROLLER__KEY` (nested keys
 //! joined by `__`). Named policies are checked against the office database when a command needs them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use pgsync::{Catalog, Rule};
 use protocol::payload::TableName;
+use protocol::policy::{Assignment, Policy as TablePolicy};
 use serde::Deserialize;
 
 /// Everything the controller needs.
@@ -93,19 +94,14 @@ impl Default for SyncConfig {
     }
 }
 
-/// A policy resolved against the office database.
+/// A policy resolved against the office database: the tables of [`protocol::policy::Policy`] and the office's
+/// own rules for them.
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// Its name.
     pub name: String,
-    /// Office → shop.
-    pub from_source: Vec<TableName>,
-    /// Shop → office.
-    pub from_target: Vec<TableName>,
-    /// Both ways.
-    pub both: Vec<TableName>,
-    /// Office → shop once.
-    pub initial: Vec<TableName>,
+    /// Its tables by direction.
+    pub tables: TablePolicy,
     /// Conflict rule per `both` table.
     pub rules: BTreeMap<TableName, Rule>,
     /// The column `newer-wins` compares.
@@ -113,36 +109,25 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Every table of the policy.
-    pub fn all(&self) -> Vec<TableName> {
-        [self.from_source.clone(), self.from_target.clone(), self.both.clone(), self.initial.clone()].concat()
-    }
-
-    /// What the office sends in a sync: `from_source` and `both`.
-    pub fn pushed(&self) -> Vec<TableName> {
-        [self.from_source.clone(), self.both.clone()].concat()
-    }
-
-    /// What the office sends at initialisation: `from_source`, `both` and `initial`.
-    pub fn initial_load(&self) -> Vec<TableName> {
-        [self.from_source.clone(), self.both.clone(), self.initial.clone()].concat()
-    }
-
-    /// What the shop sends: `from_target` and `both`.
-    pub fn pulled(&self) -> Vec<TableName> {
-        [self.from_target.clone(), self.both.clone()].concat()
-    }
-
     /// The policy as handed to a shop with `configure`.
-    pub fn spec(&self, branch: &str, id_range: i64) -> agent_client::PolicySpec {
+    pub fn assignment(&self, branch: &str, id_range: i64) -> Assignment {
+        Assignment { branch: branch.into(), policy: self.tables.clone(), id_range }
+    }
+}
+
+impl PolicyConfig {
+    /// A policy's tables as the configuration writes them, with the default rules (the demo, the benchmarks and
+    /// the tests write the sample retail policy this way).
+    pub fn with_tables(tables: &TablePolicy) -> PolicyConfig {
         let names = |l: &[TableName]| l.iter().map(|t| t.to_string()).collect();
-        agent_client::PolicySpec {
-            branch: branch.into(),
-            from_source: names(&self.from_source),
-            from_target: names(&self.from_target),
-            both: names(&self.both),
-            initial: names(&self.initial),
-            id_range,
+        PolicyConfig {
+            from_source: names(&tables.from_source),
+            from_target: names(&tables.from_target),
+            both: names(&tables.both),
+            initial: names(&tables.initial),
+            conflict: default_rule(),
+            conflicts: BTreeMap::new(),
+            newer_column: default_newer_column(),
         }
     }
 }
@@ -186,27 +171,19 @@ impl Config {
                 .map(|t| TableName::parse(t).with_context(|| format!("policy {name}: {t:?} is not a table name")))
                 .collect()
         };
-        let policy = Policy {
-            name: name.into(),
+        let tables = TablePolicy {
             from_source: parse(&p.from_source)?,
             from_target: parse(&p.from_target)?,
             both: parse(&p.both)?,
             initial: parse(&p.initial)?,
-            rules: BTreeMap::new(),
-            newer_column: p.newer_column.clone(),
         };
-        let mut seen = BTreeSet::new();
-        for t in policy.all() {
-            if !seen.insert(t.clone()) {
-                bail!("policy {name}: table {t} is in more than one list");
-            }
-        }
-        let catalog = Catalog::load(office, &policy.all()).await.with_context(|| format!("policy {name}"))?;
+        tables.check().with_context(|| format!("policy {name}"))?;
+        let seen = tables.tables();
+        let catalog = Catalog::load(office, &tables.all()).await.with_context(|| format!("policy {name}"))?;
         // Tables that exist on the side receiving a row of each list.
-        let at_shop: BTreeSet<TableName> =
-            [policy.from_source.clone(), policy.both.clone(), policy.initial.clone()].concat().into_iter().collect();
+        let at_shop = tables.shop_receives();
         for table in catalog.tables() {
-            let sent_to_shops = !policy.from_target.contains(&table.name);
+            let sent_to_shops = !tables.from_target.contains(&table.name);
             for fk in &table.foreign_keys {
                 if fk.references == table.name {
                     continue;
@@ -230,10 +207,10 @@ impl Config {
         let default = Rule::parse(&p.conflict).with_context(|| {
             format!("policy {name}: unknown conflict rule {:?}, use office-wins, shop-wins or newer-wins", p.conflict)
         })?;
-        let mut rules: BTreeMap<TableName, Rule> = policy.both.iter().map(|t| (t.clone(), default)).collect();
+        let mut rules: BTreeMap<TableName, Rule> = tables.both.iter().map(|t| (t.clone(), default)).collect();
         for (table, rule) in &p.conflicts {
             let t = TableName::parse(table).with_context(|| format!("policy {name}: {table:?} is not a table name"))?;
-            if !policy.both.contains(&t) {
+            if !tables.both.contains(&t) {
                 bail!("policy {name}: conflict rule for {t}, which is not a `both` table");
             }
             let r =
@@ -241,14 +218,14 @@ impl Config {
             rules.insert(t, r);
         }
         for (t, r) in &rules {
-            if *r == Rule::NewerWins && catalog.get(t).and_then(|i| i.column_type(&policy.newer_column)).is_none() {
+            if *r == Rule::NewerWins && catalog.get(t).and_then(|i| i.column_type(&p.newer_column)).is_none() {
                 bail!(
                     "policy {name}: newer-wins on {t} needs a column {} to compare, add it or set newer_column",
-                    policy.newer_column
+                    p.newer_column
                 );
             }
         }
-        Ok(Policy { rules, ..policy })
+        Ok(Policy { name: name.into(), tables, rules, newer_column: p.newer_column.clone() })
     }
 }
 

@@ -13,7 +13,7 @@ use office_controller::config::{Config, EXAMPLE_CONFIG};
 #[derive(Debug, Parser)]
 #[command(name = "office-controller", version, about)]
 struct Cli {
-    /// The TOML configuration file (not needed by `demo` and `print-example-config`).
+    /// The TOML configuration file (not needed by `print-example-config`).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Print data as JSON for scripts.
@@ -46,8 +46,6 @@ enum Command {
     Log(commands::log::LogArgs),
     /// The recorded conflicts.
     Conflicts(commands::log::LogArgs),
-    /// Throwaway office and two shops: load, sell, sync, verify, report. Needs only the PostgreSQL server binaries.
-    Demo(commands::demo::DemoArgs),
     /// Print a commented example configuration.
     PrintExampleConfig,
 }
@@ -115,12 +113,6 @@ async fn run(cli: Cli) -> Result<Output> {
         Config::load(path)
     };
     match cli.command {
-        Command::Demo(args) => {
-            tokio::select! {
-                out = commands::demo::run(args) => out,
-                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the demo's clusters were removed"),
-            }
-        }
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
         Command::Init => commands::init::run(&config()?).await,
         Command::Branch(BranchCommand::Add(args)) => commands::branch_add::run(&config()?, args).await,

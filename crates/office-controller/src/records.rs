@@ -1,10 +1,13 @@
 //! The office's own records in its database: `branch_synchronization` (Stoq's BranchSynchronization, with the
-//! cursors and the agent's address), the sync log, and access to the conflicts the apply layer records.
+//! cursors and the agent's address) and the sync log. Every statement on these two tables lives here.
 
 use anyhow::{Context, Result, bail};
-use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
-const OFFICE_SQL: &str = "
+/// The office's tables' migrations, in order (see `pgsync::migrate`).
+const MIGRATIONS: &[&str] = &[OFFICE_V1];
+
+const OFFICE_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.branch_synchronization (
     branch text PRIMARY KEY,
     number bigint NOT NULL UNIQUE CHECK (number > 0),
@@ -36,7 +39,8 @@ CREATE INDEX IF NOT EXISTS sync_log_branch ON branchsync.sync_log (branch, id);
 
 /// Installs the office's tables (after `pgsync::schema::install`).
 pub async fn install(client: &Client) -> Result<()> {
-    client.batch_execute(OFFICE_SQL).await.context("cannot create the office's sync tables")
+    pgsync::migrate::migrate(client, "office", MIGRATIONS).await.context("cannot create the office's sync tables")?;
+    Ok(())
 }
 
 /// One branch as the office knows it.
@@ -158,4 +162,153 @@ pub async fn log(client: &impl GenericClient, e: LogEntry<'_>) -> Result<()> {
         .await
         .context("cannot write the sync log")?;
     Ok(())
+}
+
+/// A new branch's record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBranch<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// The policy's name.
+    pub policy: &'a str,
+    /// The agent's base URL.
+    pub url: &'a str,
+    /// The agent user.
+    pub username: &'a str,
+    /// Where the password is.
+    pub credential: &'a str,
+    /// Size of the id range.
+    pub id_range: i64,
+}
+
+/// The number the next branch gets by default.
+pub async fn next_number(client: &impl GenericClient) -> Result<i64> {
+    Ok(client
+        .query_one("SELECT coalesce(max(number), 0) + 1 FROM branchsync.branch_synchronization", &[])
+        .await
+        .context("cannot read the branches; has `office-controller init` run on this database?")?
+        .get(0))
+}
+
+/// Records a new branch; false when its name or number is taken.
+pub async fn add(client: &impl GenericClient, b: NewBranch<'_>, number: i64) -> Result<bool> {
+    let inserted = client
+        .execute(
+            "INSERT INTO branchsync.branch_synchronization (branch, number, policy, url, username, credential, id_range) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[&b.name, &number, &b.policy, &b.url, &b.username, &b.credential, &b.id_range],
+        )
+        .await
+        .context("cannot record the branch")?;
+    Ok(inserted == 1)
+}
+
+/// Forgets a branch; false when there is none of that name.
+pub async fn remove(client: &impl GenericClient, name: &str) -> Result<bool> {
+    let removed = client
+        .execute("DELETE FROM branchsync.branch_synchronization WHERE branch = $1", &[&name])
+        .await
+        .context("cannot remove the branch")?;
+    Ok(removed == 1)
+}
+
+/// Records the shop cursor the office has applied, in the transaction that applied the rows behind it.
+pub async fn set_pull_cursor(tx: &Transaction<'_>, branch: &str, cursor: &str) -> Result<()> {
+    tx.execute("UPDATE branchsync.branch_synchronization SET pull_cursor = $2 WHERE branch = $1", &[&branch, &cursor])
+        .await
+        .context("cannot record the pull cursor")?;
+    Ok(())
+}
+
+/// Records the office cursor the shop has applied (after its `sql_finish` committed, or when it lacked nothing).
+pub async fn set_push_cursor(client: &impl GenericClient, branch: &str, cursor: &str) -> Result<()> {
+    client
+        .execute("UPDATE branchsync.branch_synchronization SET push_cursor = $2 WHERE branch = $1", &[&branch, &cursor])
+        .await
+        .context("cannot record the push cursor")?;
+    Ok(())
+}
+
+/// Records a completed `branch init`: the office cursor of the full load, no pull cursor yet.
+pub async fn mark_initialised(client: &impl GenericClient, branch: &str, push_cursor: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE branchsync.branch_synchronization SET push_cursor = $2, pull_cursor = NULL, initialised_at = now() WHERE branch = $1",
+            &[&branch, &push_cursor],
+        )
+        .await
+        .context("cannot record the initialisation")?;
+    Ok(())
+}
+
+/// Records the end of an attempt: a success clears the last error, a failure keeps it.
+pub async fn mark_attempt(client: &impl GenericClient, branch: &str, error: Option<&str>) -> Result<()> {
+    let sql = match error {
+        None => {
+            "UPDATE branchsync.branch_synchronization SET timestamp = now(), last_attempt = now(), last_error = NULL WHERE branch = $1 AND $2::text IS NULL"
+        }
+        Some(_) => {
+            "UPDATE branchsync.branch_synchronization SET last_attempt = now(), last_error = $2 WHERE branch = $1"
+        }
+    };
+    client.execute(sql, &[&branch, &error]).await.context("cannot record the attempt")?;
+    Ok(())
+}
+
+/// Seconds since the branch's last successful sync.
+pub async fn lag_seconds(client: &impl GenericClient, branch: &str) -> Result<Option<f64>> {
+    Ok(client
+        .query_one(
+            "SELECT extract(epoch FROM now() - timestamp)::float8 FROM branchsync.branch_synchronization WHERE branch = $1",
+            &[&branch],
+        )
+        .await
+        .context("cannot read the branch's lag")?
+        .get(0))
+}
+
+/// One sync-log row as read back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LogRow {
+    /// `YYYY-MM-DD HH24:MI:SS`, UTC.
+    pub at: String,
+    /// The branch.
+    pub branch: String,
+    /// The table, or `*`.
+    pub table: String,
+    /// The direction.
+    pub direction: String,
+    /// Rows moved.
+    pub rows: i64,
+    /// Compressed bytes, when known.
+    pub bytes: Option<i64>,
+    /// The result.
+    pub result: String,
+    /// The message.
+    pub message: String,
+}
+
+/// The sync log, newest first.
+pub async fn read_log(client: &impl GenericClient, branch: Option<&str>, limit: i64) -> Result<Vec<LogRow>> {
+    let rows = client
+        .query(
+            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), branch, tbl, direction, rows, bytes, result, coalesce(message, '') \
+             FROM branchsync.sync_log WHERE $1::text IS NULL OR branch = $1 ORDER BY id DESC LIMIT $2",
+            &[&branch, &limit],
+        )
+        .await
+        .context("cannot read the sync log")?;
+    Ok(rows
+        .iter()
+        .map(|r| LogRow {
+            at: r.get(0),
+            branch: r.get(1),
+            table: r.get(2),
+            direction: r.get(3),
+            rows: r.get(4),
+            bytes: r.get(5),
+            result: r.get(6),
+            message: r.get(7),
+        })
+        .collect())
 }

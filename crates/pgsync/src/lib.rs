@@ -5,20 +5,22 @@
 //! Every connection used here goes through [`connect`], which pins the session settings that make the text
 //! form of every value exact and identical on both sides.
 
-pub mod apply;
 pub mod catalog;
 pub mod checksum;
 pub mod conn;
 pub mod error;
 pub mod export;
+pub mod import;
+pub mod migrate;
+pub mod peer_cursor;
 pub mod schema;
 
-pub use apply::{
-    ApplyOptions, ApplyReport, ConflictCheck, Rule, TableCounts, apply, apply_in, empty_tables, prune_unseen,
-    record_cursor, validate,
-};
 pub use catalog::{Catalog, ColumnInfo, ForeignKey, TableInfo};
 pub use checksum::{TableChecksum, checksum_where, checksums};
 pub use conn::connect;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportSession};
+pub use import::{
+    ApplyReport, ConflictCheck, Guard, ImportOptions, ImportSession, Imported, RecordedConflict, Rule, TableCounts,
+    apply, empty_tables, recorded_conflicts, validate,
+};

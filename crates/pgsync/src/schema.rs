@@ -12,12 +12,15 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::catalog::TableInfo;
 use crate::error::{Error, Result};
+use crate::migrate::migrate;
 
 /// The session setting that marks applied changes with their origin.
 pub const ORIGIN_SETTING: &str = "branchsync.origin";
 
-const SCHEMA_SQL: &str = "
-CREATE SCHEMA IF NOT EXISTS branchsync;
+/// The shared sync schema's migrations, in order (see [`crate::migrate`]).
+const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.meta (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     epoch text NOT NULL DEFAULT replace(gen_random_uuid()::text, '-', ''),
@@ -59,7 +62,7 @@ END $f$;
 
 /// Creates the sync schema if it is missing; an existing one, and its epoch, are kept.
 pub async fn install(client: &Client) -> Result<DbIdentity> {
-    client.batch_execute(SCHEMA_SQL).await?;
+    migrate(client, "sync", MIGRATIONS).await?;
     identity(client).await
 }
 
@@ -67,7 +70,7 @@ pub async fn install(client: &Client) -> Result<DbIdentity> {
 /// epoch, so that every cursor issued before is refused from now on. Runs in the caller's transaction if any.
 pub async fn reinstall(client: &impl GenericClient) -> Result<()> {
     client.batch_execute("DROP SCHEMA IF EXISTS branchsync CASCADE").await?;
-    client.batch_execute(SCHEMA_SQL).await?;
+    migrate(client, "sync", MIGRATIONS).await?;
     Ok(())
 }
 
@@ -188,9 +191,4 @@ pub async fn purge(client: &impl GenericClient, acknowledged: &[Cursor]) -> Resu
         )
         .await?;
     Ok(n)
-}
-
-/// The cursor last applied from `peer`, as recorded by [`crate::apply`] in the same transaction as the data.
-pub async fn peer_cursor(client: &impl GenericClient, peer: &str) -> Result<Option<String>> {
-    Ok(client.query_opt("SELECT cursor FROM branchsync.peer_cursor WHERE peer = $1", &[&peer]).await?.map(|r| r.get(0)))
 }

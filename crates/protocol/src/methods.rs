@@ -1,24 +1,27 @@
-//! The XML-RPC method names of protocol v1 (BRIEF §2), in one place so that agent and controller cannot drift.
+//! The XML-RPC method names of protocol v1 (BRIEF §2), taken from the typed requests in [`crate::wire`], for
+//! dispatch tables and metrics.
+
+use crate::wire::{self, Call};
 
 /// Erase the shop's synced data and sync state, reinstall the sync schema.
-pub const CLEAN: &str = "clean";
+pub const CLEAN: &str = wire::Clean::METHOD;
 /// Open an upload session, returns its sid.
-pub const SQL_PREPARE: &str = "sql_prepare";
+pub const SQL_PREPARE: &str = wire::SqlPrepare::METHOD;
 /// Stage one gzip payload chunk in a session.
-pub const SQL_CREATE: &str = "sql_create";
+pub const SQL_CREATE: &str = wire::SqlCreate::METHOD;
 /// Apply a session's chunks in one transaction.
-pub const SQL_FINISH: &str = "sql_finish";
+pub const SQL_FINISH: &str = wire::SqlFinish::METHOD;
 /// Move the id sequences of the tables the shop writes into its range.
-pub const SETIDSTART: &str = "setidstart";
+pub const SETIDSTART: &str = wire::SetIdStart::METHOD;
 /// The shop's changes since a cursor.
-pub const DIFF: &str = "diff";
+pub const DIFF: &str = wire::Diff::METHOD;
 /// Extension: hand the shop its policy and id range.
-pub const CONFIGURE: &str = "configure";
+pub const CONFIGURE: &str = wire::Configure::METHOD;
 /// Extension: health and progress for monitoring.
-pub const STATUS: &str = "status";
+pub const STATUS: &str = wire::Status::METHOD;
 
 /// Extension: per-table row counts and checksums of the synced tables.
-pub const VERIFY: &str = "verify";
+pub const VERIFY: &str = wire::Verify::METHOD;
 
 /// Every method, for dispatch tables and metrics.
 pub const ALL: [&str; 9] = [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIGURE, STATUS, VERIFY];

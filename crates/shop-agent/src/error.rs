@@ -55,6 +55,12 @@ pub enum AgentError {
     Sync(#[from] pgsync::Error),
 }
 
+impl From<protocol::wire::WireError> for AgentError {
+    fn from(e: protocol::wire::WireError) -> Self {
+        AgentError::BadParams(e.to_string())
+    }
+}
+
 impl From<tokio_postgres::Error> for AgentError {
     fn from(e: tokio_postgres::Error) -> Self {
         AgentError::Sync(e.into())

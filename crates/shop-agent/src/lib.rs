@@ -9,9 +9,11 @@ mod http;
 pub mod methods;
 pub mod metrics;
 pub mod rpc;
+pub mod sessions;
 pub mod store;
 pub mod stream;
 mod tls;
+mod upload;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,10 +1,10 @@
 //! XML-RPC plumbing: reading a method call, checking the caller's role, dispatching to the one file of each
-//! method, and writing the response. [`respond`] is the only place where errors become faults.
+//! method through its typed request and answer (`protocol::wire`), and writing the response. [`respond`] is the
+//! only place where errors become faults.
 
-use std::collections::BTreeMap;
-
-use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, Value};
+use dxr::{Fault, FaultResponse, MethodCall, MethodResponse};
 use protocol::methods;
+use protocol::wire::{Answer, Call, Params, Value};
 
 use crate::Agent;
 use crate::auth::Caller;
@@ -18,7 +18,7 @@ pub fn parse(body: &[u8]) -> Result<MethodCall<'static>, AgentError> {
     Ok(MethodCall { name: call.name.into_owned().into(), params: call.params })
 }
 
-/// Checks the role and runs the method.
+/// Checks the role, reads the typed request, runs the method's one file and writes its typed answer.
 pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> Result<Value, AgentError> {
     let name = call.name.as_ref();
     if !methods::ALL.contains(&name) {
@@ -27,19 +27,30 @@ pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> R
     if caller.role == Role::Monitor && name != methods::STATUS {
         return Err(AgentError::NotAllowed { user: caller.name.clone(), method: name.to_string() });
     }
-    let p = Params::new(name, call.params);
+    let p = call.params;
+    use crate::methods as m;
     match name {
-        methods::CLEAN => crate::methods::clean::call(agent, p).await,
-        methods::SQL_PREPARE => crate::methods::sql_prepare::call(agent, p).await,
-        methods::SQL_CREATE => crate::methods::sql_create::call(agent, p).await,
-        methods::SQL_FINISH => crate::methods::sql_finish::call(agent, p).await,
-        methods::SETIDSTART => crate::methods::setidstart::call(agent, p).await,
-        methods::DIFF => crate::methods::diff::call(agent, p).await,
-        methods::CONFIGURE => crate::methods::configure::call(agent, p).await,
-        methods::STATUS => crate::methods::status::call(agent, p).await,
-        methods::VERIFY => crate::methods::verify::call(agent, p).await,
+        methods::CLEAN => answer(m::clean::call(agent, request(p)?).await),
+        methods::SQL_PREPARE => answer(m::sql_prepare::call(agent, request(p)?).await),
+        methods::SQL_CREATE => answer(m::sql_create::call(agent, request(p)?).await),
+        methods::SQL_FINISH => answer(m::sql_finish::call(agent, request(p)?).await),
+        methods::SETIDSTART => answer(m::setidstart::call(agent, request(p)?).await),
+        methods::DIFF => answer(m::diff::call(agent, request(p)?).await),
+        methods::CONFIGURE => answer(m::configure::call(agent, request(p)?).await),
+        methods::STATUS => answer(m::status::call(agent, request(p)?).await),
+        methods::VERIFY => answer(m::verify::call(agent, request(p)?).await),
         _ => Err(AgentError::UnknownMethod(truncate_name(name))),
     }
+}
+
+/// Reads a method's typed request from its parameters.
+fn request<C: Call>(params: Vec<Value>) -> Result<C, AgentError> {
+    Ok(C::from_params(Params::new(C::METHOD, params))?)
+}
+
+/// A method's typed answer as the response value.
+fn answer<A: Answer>(result: Result<A, AgentError>) -> Result<Value, AgentError> {
+    result.map(Answer::into_value)
 }
 
 fn truncate_name(name: &str) -> String {
@@ -57,72 +68,4 @@ pub fn respond(result: Result<Value, AgentError>) -> String {
         FaultResponse { fault }.to_xml().unwrap_or_default()
     });
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}")
-}
-
-/// A method's parameters, with typed accessors that say which parameter was wrong.
-#[derive(Debug)]
-pub struct Params {
-    method: &'static str,
-    values: Vec<Value>,
-}
-
-impl Params {
-    fn new(method: &str, values: Vec<Value>) -> Params {
-        let method = methods::ALL.iter().find(|m| **m == method).copied().unwrap_or("unknown");
-        Params { method, values }
-    }
-
-    /// Refuses any count of parameters other than `n`.
-    pub fn expect(&self, n: usize) -> Result<(), AgentError> {
-        if self.values.len() == n {
-            Ok(())
-        } else {
-            Err(AgentError::BadParams(format!("{} takes {n} parameter(s), got {}", self.method, self.values.len())))
-        }
-    }
-
-    fn get(&self, index: usize) -> Result<&Value, AgentError> {
-        self.values
-            .get(index)
-            .ok_or_else(|| AgentError::BadParams(format!("{} is missing parameter {}", self.method, index + 1)))
-    }
-
-    fn wrong(&self, index: usize, name: &str, expected: &str) -> AgentError {
-        AgentError::BadParams(format!("{}: parameter {} ({name}) must be {expected}", self.method, index + 1))
-    }
-
-    /// A 64-bit integer, sent as `i8`, `i4` or a decimal string.
-    pub fn int(&self, index: usize, name: &str) -> Result<i64, AgentError> {
-        protocol::values::int(self.get(index)?)
-            .ok_or_else(|| self.wrong(index, name, "an integer (i4, i8 or a decimal string)"))
-    }
-
-    /// A string.
-    pub fn string(&self, index: usize, name: &str) -> Result<String, AgentError> {
-        match self.get(index)? {
-            Value::String(s) => Ok(s.clone()),
-            _ => Err(self.wrong(index, name, "a string")),
-        }
-    }
-
-    /// Binary data sent as `base64`.
-    pub fn base64(&self, index: usize, name: &str) -> Result<&[u8], AgentError> {
-        match self.get(index)? {
-            Value::Base64(b) => Ok(b),
-            _ => Err(self.wrong(index, name, "base64 data")),
-        }
-    }
-
-    /// A struct.
-    pub fn structure(&self, index: usize, name: &str) -> Result<&BTreeMap<String, Value>, AgentError> {
-        match self.get(index)? {
-            Value::Struct(s) => Ok(s),
-            _ => Err(self.wrong(index, name, "a struct")),
-        }
-    }
-}
-
-/// A struct result from its members.
-pub fn structure(members: Vec<(&str, Value)>) -> Value {
-    Value::Struct(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }

@@ -2,14 +2,16 @@
 //! over, upload sessions with their staged chunks (so an agent restart loses nothing), and a few state values
 //! for `status`.
 
-use std::collections::BTreeSet;
-
 use protocol::payload::TableName;
+use protocol::policy::{Assignment, Policy};
 use tokio_postgres::GenericClient;
 
 use crate::error::AgentError;
 
-const SHOP_SQL: &str = "
+/// The shop's tables' migrations, in order (see `pgsync::migrate`).
+const MIGRATIONS: &[&str] = &[SHOP_V1, SHOP_V2];
+
+const SHOP_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.shop_policy (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     branch text NOT NULL,
@@ -36,9 +38,6 @@ CREATE TABLE IF NOT EXISTS branchsync.upload_chunk (
 );
 -- Chunks are gzip already: storing them compressed again (pglz) costs CPU for nothing.
 ALTER TABLE branchsync.upload_chunk ALTER COLUMN data SET STORAGE EXTERNAL;
--- A streamed session (an upload into empty tables) is applied in a transaction held by the agent: after an agent
--- restart it cannot go on, and says so instead of finishing with the chunks it never staged.
-ALTER TABLE branchsync.upload_session ADD COLUMN IF NOT EXISTS streamed boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS branchsync.shop_state (
     key text PRIMARY KEY,
     value text NOT NULL,
@@ -46,39 +45,10 @@ CREATE TABLE IF NOT EXISTS branchsync.shop_state (
 );
 ";
 
-/// The policy the office handed over with `configure`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// The branch's name at the office.
-    pub branch: String,
-    /// Office → shop tables.
-    pub from_source: Vec<TableName>,
-    /// Shop → office tables.
-    pub from_target: Vec<TableName>,
-    /// Both ways.
-    pub both: Vec<TableName>,
-    /// Office → shop at initialisation.
-    pub initial: Vec<TableName>,
-    /// Size of the branch's id range.
-    pub id_range: i64,
-}
-
-impl Policy {
-    /// The tables the shop sends (and captures): `from_target` and `both`.
-    pub fn sends(&self) -> Vec<TableName> {
-        [self.from_target.clone(), self.both.clone()].concat()
-    }
-
-    /// The tables the office may write here: `from_source`, `both` and `initial`.
-    pub fn receives(&self) -> BTreeSet<TableName> {
-        [self.from_source.clone(), self.both.clone(), self.initial.clone()].concat().into_iter().collect()
-    }
-
-    /// Every synced table.
-    pub fn all(&self) -> Vec<TableName> {
-        [self.from_source.clone(), self.from_target.clone(), self.both.clone(), self.initial.clone()].concat()
-    }
-}
+/// A streamed session (an upload into empty tables) is applied in a transaction held by the agent: after an
+/// agent restart it cannot go on, and says so instead of finishing with the chunks it never staged.
+const SHOP_V2: &str =
+    "ALTER TABLE branchsync.upload_session ADD COLUMN IF NOT EXISTS streamed boolean NOT NULL DEFAULT false;";
 
 /// State keys.
 pub mod keys {
@@ -91,48 +61,60 @@ pub mod keys {
 /// Creates the sync schema and the shop's tables if missing.
 pub async fn install(client: &tokio_postgres::Client) -> Result<(), AgentError> {
     pgsync::schema::install(client).await?;
-    client.batch_execute(SHOP_SQL).await?;
+    pgsync::migrate::migrate(client, "shop", MIGRATIONS).await?;
     Ok(())
 }
 
 /// Creates the shop's tables after `pgsync::schema::reinstall` (inside the caller's transaction).
 pub async fn install_shop_tables(client: &impl GenericClient) -> Result<(), AgentError> {
-    client.batch_execute(SHOP_SQL).await?;
+    pgsync::migrate::migrate(client, "shop", MIGRATIONS).await?;
     Ok(())
 }
 
-fn names(list: Vec<String>) -> Vec<TableName> {
-    list.iter().filter_map(|t| TableName::parse(t)).collect()
+/// The table names of one stored list; a name that does not parse means the record was written by something
+/// other than `configure`, and is refused rather than dropped.
+fn names(list: Vec<String>) -> Result<Vec<TableName>, AgentError> {
+    list.iter()
+        .map(|t| {
+            TableName::parse(t).ok_or_else(|| {
+                AgentError::Internal(format!(
+                    "the stored policy names {:?}, which is not a table name: call configure again",
+                    t.chars().take(80).collect::<String>()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The stored policy, if `configure` was called since the last `clean`.
-pub async fn load_policy(client: &impl GenericClient) -> Result<Option<Policy>, AgentError> {
+pub async fn load_policy(client: &impl GenericClient) -> Result<Option<Assignment>, AgentError> {
     let row = client
         .query_opt(
             "SELECT branch, from_source, from_target, both_ways, initial, id_range FROM branchsync.shop_policy",
             &[],
         )
         .await?;
-    Ok(row.map(|r| Policy {
-        branch: r.get(0),
-        from_source: names(r.get(1)),
-        from_target: names(r.get(2)),
-        both: names(r.get(3)),
-        initial: names(r.get(4)),
-        id_range: r.get(5),
-    }))
+    let Some(r) = row else { return Ok(None) };
+    let policy = Policy {
+        from_source: names(r.get(1))?,
+        from_target: names(r.get(2))?,
+        both: names(r.get(3))?,
+        initial: names(r.get(4))?,
+    };
+    Ok(Some(Assignment { branch: r.get(0), policy, id_range: r.get(5) }))
 }
 
 /// Replaces the stored policy.
-pub async fn save_policy(client: &impl GenericClient, p: &Policy) -> Result<(), AgentError> {
+pub async fn save_policy(client: &impl GenericClient, a: &Assignment) -> Result<(), AgentError> {
     let text = |list: &[TableName]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let p = &a.policy;
     client
         .execute(
             "INSERT INTO branchsync.shop_policy (branch, from_source, from_target, both_ways, initial, id_range) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (singleton) DO UPDATE SET branch = EXCLUDED.branch, \
              from_source = EXCLUDED.from_source, from_target = EXCLUDED.from_target, both_ways = EXCLUDED.both_ways, \
              initial = EXCLUDED.initial, id_range = EXCLUDED.id_range, configured_at = now()",
-            &[&p.branch, &text(&p.from_source), &text(&p.from_target), &text(&p.both), &text(&p.initial), &p.id_range],
+            &[&a.branch, &text(&p.from_source), &text(&p.from_target), &text(&p.both), &text(&p.initial), &a.id_range],
         )
         .await?;
     Ok(())

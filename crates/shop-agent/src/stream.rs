@@ -9,21 +9,22 @@
 //! starts the upload again. `sql_create` answers once the chunk is read, checked and queued; a chunk that then
 //! fails to apply is reported by the session's next call.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use pgsync::{ApplyOptions, ApplyReport, Catalog};
-use protocol::payload::{Payload, ReadLimits, TableName, read_payload};
+use pgsync::Catalog;
+use protocol::payload::{Payload, ReadLimits, read_payload};
+use protocol::policy::Assignment;
+use protocol::wire::Finished;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 use tracing::Instrument;
 
 use crate::Agent;
 use crate::error::AgentError;
-use crate::methods::OFFICE_ORIGIN;
-use crate::store::{self, Policy, keys};
+use crate::{sessions, upload};
 
 /// Chunks read and waiting for the apply task: enough to keep it busy, few enough to bound memory.
 const QUEUE: usize = 2;
@@ -73,7 +74,7 @@ struct Received {
 #[derive(Debug)]
 pub struct Stream {
     sid: i64,
-    policy: Policy,
+    policy: Assignment,
     catalog: Catalog,
     commands: mpsc::Sender<Command>,
     failure: Arc<StdMutex<Option<AgentError>>>,
@@ -82,14 +83,14 @@ pub struct Stream {
 }
 
 enum Command {
-    Chunk { seq: usize, payload: Payload },
-    Finish { chunks: usize, reply: oneshot::Sender<Result<String, AgentError>> },
+    Chunk { payload: Payload },
+    Finish { reply: oneshot::Sender<Result<Finished, AgentError>> },
 }
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Chunk { seq, .. } => write!(f, "Chunk({seq})"),
+            Command::Chunk { .. } => f.write_str("Chunk"),
             Command::Finish { .. } => f.write_str("Finish"),
         }
     }
@@ -109,8 +110,8 @@ impl Stream {
 /// Whether an upload session opened now should stream: the shop receives some tables and all of them are empty.
 /// One cheap query, since every sync opens a session; a table that cannot be read means "no" (the staged path
 /// then reports it properly).
-pub async fn should_stream(client: &Client, policy: &Policy) -> Result<bool, AgentError> {
-    let receives = policy.receives();
+pub async fn should_stream(client: &Client, assignment: &Assignment) -> Result<bool, AgentError> {
+    let receives = assignment.policy.shop_receives();
     if receives.is_empty() {
         return Ok(false);
     }
@@ -124,7 +125,7 @@ pub async fn should_stream(client: &Client, policy: &Policy) -> Result<bool, Age
 
 /// Opens the live side of session `sid` (its row exists and is marked streamed): a dedicated connection with
 /// the transaction begun and the session row locked. Returns once the transaction is ready.
-pub async fn open(agent: &Agent, sid: i64, policy: Policy, catalog: Catalog) -> Result<(), AgentError> {
+pub async fn open(agent: &Agent, sid: i64, policy: Assignment, catalog: Catalog) -> Result<(), AgentError> {
     let client = pgsync::connect(&agent.config.database_url).await?;
     let (commands, queue) = mpsc::channel(QUEUE);
     let failure = Arc::new(StdMutex::new(None));
@@ -158,12 +159,12 @@ pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), Ag
     }
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
-        allowed_tables: stream.policy.receives(),
+        allowed_tables: stream.policy.policy.shop_receives(),
     };
     let payload = read_payload(data, &limits)?;
     let seq = received.chunks + 1;
     pgsync::validate(&stream.catalog, &payload, seq)?;
-    if stream.commands.send(Command::Chunk { seq, payload }).await.is_err() {
+    if stream.commands.send(Command::Chunk { payload }).await.is_err() {
         agent.streams.remove(stream.sid);
         return Err(stream.ended());
     }
@@ -175,10 +176,10 @@ pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), Ag
 
 /// `sql_finish` on a live session: the task applies what is queued, prunes, records and commits. Returns the
 /// stored result.
-pub async fn finish(agent: &Agent, stream: &Stream) -> Result<String, AgentError> {
-    let received = stream.received.lock().await;
+pub async fn finish(agent: &Agent, stream: &Stream) -> Result<Finished, AgentError> {
+    let _received = stream.received.lock().await;
     let (reply, answer) = oneshot::channel();
-    let sent = stream.commands.send(Command::Finish { chunks: received.chunks, reply }).await;
+    let sent = stream.commands.send(Command::Finish { reply }).await;
     // From here a retried finish reads the session row, which the task holds locked until it commits.
     agent.streams.remove(stream.sid);
     if sent.is_err() {
@@ -193,7 +194,7 @@ pub async fn finish(agent: &Agent, stream: &Stream) -> Result<String, AgentError
 /// The apply task's fixed inputs.
 struct Task {
     sid: i64,
-    policy: Policy,
+    policy: Assignment,
     catalog: Catalog,
     idle: Duration,
     failure: Arc<StdMutex<Option<AgentError>>>,
@@ -209,11 +210,11 @@ impl Task {
         let sid = self.sid;
         let begun = async {
             let tx = client.transaction().await?;
-            tx.query_one("SELECT 1 FROM branchsync.upload_session WHERE sid = $1 FOR UPDATE", &[&sid]).await?;
-            let applier = Applier::begin(&tx, &self.catalog, &self.policy).await?;
-            Ok::<_, AgentError>((tx, applier))
+            sessions::lock(&tx, sid).await?;
+            let import = upload::begin(&tx, &self.catalog, &self.policy).await?;
+            Ok::<_, AgentError>((tx, import))
         };
-        let (tx, mut applier) = match begun.await {
+        let (tx, mut import) = match begun.await {
             Ok(begun) => {
                 let _ = ready.send(Ok(()));
                 begun
@@ -236,18 +237,18 @@ impl Task {
                 }
             };
             match command {
-                Command::Chunk { seq, payload } => {
-                    if let Err(e) = applier.chunk(&tx, &self.catalog, seq, &payload).await {
-                        tracing::warn!(error = %e, chunk = seq, "streamed upload refused a chunk, rolled back");
+                Command::Chunk { payload } => {
+                    if let Err(e) = import.chunk(&tx, &payload).await {
+                        tracing::warn!(error = %e, chunk = import.chunks() + 1, "streamed upload refused a chunk, rolled back");
                         if let Ok(mut failure) = self.failure.lock() {
-                            *failure = Some(e);
+                            *failure = Some(e.into());
                         }
                         return;
                     }
                 }
-                Command::Finish { chunks, reply } => {
-                    let result = match applier.finish(&tx, &self.catalog, sid, chunks).await {
-                        Ok(stored) => tx.commit().await.map(|()| stored).map_err(AgentError::from),
+                Command::Finish { reply } => {
+                    let result = match upload::finish(&tx, import, sid).await {
+                        Ok(finished) => tx.commit().await.map(|()| finished).map_err(AgentError::from),
                         Err(e) => Err(e),
                     };
                     if let Err(e) = &result {
@@ -259,99 +260,4 @@ impl Task {
             }
         }
     }
-}
-
-/// One upload applied chunk by chunk inside the caller's transaction: what streamed and staged sessions share.
-pub(crate) struct Applier {
-    options: ApplyOptions,
-    report: ApplyReport,
-    cursor: Option<String>,
-    replaced: BTreeSet<TableName>,
-}
-
-impl Applier {
-    /// Starts applying in `tx`; call it first thing in the transaction, since the tables empty now take the
-    /// upload's rows straight in (both-ways tables still merge with deferral).
-    pub(crate) async fn begin(tx: &Transaction<'_>, catalog: &Catalog, policy: &Policy) -> Result<Applier, AgentError> {
-        let fresh = pgsync::empty_tables(tx, &catalog.subset(&policy.receives())).await?;
-        let options = ApplyOptions {
-            origin: OFFICE_ORIGIN.into(),
-            defer_tables: policy.both.iter().cloned().collect(),
-            fresh_tables: fresh,
-            ..ApplyOptions::default()
-        };
-        Ok(Applier { options, report: ApplyReport::default(), cursor: None, replaced: BTreeSet::new() })
-    }
-
-    /// Applies chunk `seq` (1-based) of the session.
-    pub(crate) async fn chunk(
-        &mut self,
-        tx: &Transaction<'_>,
-        catalog: &Catalog,
-        seq: usize,
-        payload: &Payload,
-    ) -> Result<(), AgentError> {
-        if payload.header.cursor.is_some() {
-            self.cursor = payload.header.cursor.clone();
-        }
-        self.replaced.extend(payload.header.replace.iter().cloned());
-        let part = pgsync::apply_in(tx, catalog, std::slice::from_ref(payload), &self.options)
-            .await
-            .map_err(|e| renumber(e, seq))?;
-        self.report.merge(part);
-        Ok(())
-    }
-
-    /// After the last chunk: prunes what a replacing upload did not carry, records the office cursor the chunks
-    /// brought and the session's result, all in `tx`, which the caller commits. Returns the stored result.
-    pub(crate) async fn finish(
-        mut self,
-        tx: &Transaction<'_>,
-        catalog: &Catalog,
-        sid: i64,
-        chunks: usize,
-    ) -> Result<String, AgentError> {
-        self.report.merge(pgsync::prune_unseen(tx, catalog, &self.replaced).await?);
-        if let Some(cursor) = &self.cursor {
-            pgsync::record_cursor(tx, OFFICE_ORIGIN, cursor).await?;
-        }
-        conclude(tx, sid, &self.report, chunks).await
-    }
-}
-
-/// The bookkeeping every finished upload commits with its data: the session's result (returned again to a
-/// retried `sql_finish`), its staged chunks gone, and the deferred count for `status`. Returns the stored result.
-async fn conclude(tx: &Transaction<'_>, sid: i64, report: &ApplyReport, chunks: usize) -> Result<String, AgentError> {
-    let stored = format!(
-        "{},{},{},{}",
-        report.upserted(),
-        report.deleted() + report.tables.iter().map(|(_, c)| c.pruned).sum::<u64>(),
-        report.deferred(),
-        chunks
-    );
-    tx.execute(
-        "UPDATE branchsync.upload_session SET finished_at = now(), result = $2, chunks = $3 WHERE sid = $1",
-        &[&sid, &stored, &(chunks as i32)],
-    )
-    .await?;
-    tx.execute("DELETE FROM branchsync.upload_chunk WHERE sid = $1", &[&sid]).await?;
-    store::set_state(tx, keys::DEFERRED, &report.deferred().to_string()).await?;
-    tracing::info!(
-        upserted = report.upserted(),
-        deleted = report.deleted(),
-        deferred = report.deferred(),
-        "upload applied"
-    );
-    Ok(stored)
-}
-
-/// `apply_in` numbers chunks within its call; here each call holds one chunk of the session.
-fn renumber(e: pgsync::Error, seq: usize) -> AgentError {
-    AgentError::Sync(match e {
-        pgsync::Error::Rejected { statement, sqlstate, message, .. } => {
-            pgsync::Error::Rejected { chunk: seq, statement, sqlstate, message }
-        }
-        pgsync::Error::Payload { source, .. } => pgsync::Error::Payload { chunk: seq, source },
-        other => other,
-    })
 }

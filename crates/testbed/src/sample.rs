@@ -89,6 +89,17 @@ pub mod policy {
     pub const INITIAL: &[&str] = &["public.parameter"];
     /// Shop-local, never synced.
     pub const LOCAL: &[&str] = &["public.till_session"];
+
+    /// The sample retail policy, the one model every test, the demo and the benchmarks use.
+    pub fn retail() -> protocol::policy::Policy {
+        let names = |l: &[&str]| l.iter().filter_map(|t| protocol::payload::TableName::parse(t)).collect();
+        protocol::policy::Policy {
+            from_source: names(FROM_SOURCE),
+            from_target: names(FROM_TARGET),
+            both: names(BOTH),
+            initial: names(INITIAL),
+        }
+    }
 }
 
 /// A small deterministic pseudo-random generator (splitmix64): no dependency, same sequence everywhere.

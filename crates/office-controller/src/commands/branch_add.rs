@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::commands::Output;
 use crate::config::Config;
-use crate::sync;
+use crate::{records, sync};
 
 /// Arguments of `branch add`.
 #[derive(Debug, Clone, clap::Args)]
@@ -48,22 +48,20 @@ pub async fn run(config: &Config, args: AddArgs) -> Result<Output> {
     let number = match args.number {
         Some(n) if n > 0 => n,
         Some(_) => bail!("--number must be at least 1 (0 is the office)"),
-        None => office
-            .query_one("SELECT coalesce(max(number), 0) + 1 FROM branchsync.branch_synchronization", &[])
-            .await?
-            .get(0),
+        None => records::next_number(&office).await?,
     };
     if number.checked_mul(config.sync.id_range).and_then(|s| s.checked_add(config.sync.id_range)).is_none() {
         bail!("branch number {number} times id_range {} does not fit a 64-bit id", config.sync.id_range);
     }
-    let inserted = office
-        .execute(
-            "INSERT INTO branchsync.branch_synchronization (branch, number, policy, url, username, credential, id_range) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            &[&args.name, &number, &args.policy, &args.url, &args.user, &credential, &config.sync.id_range],
-        )
-        .await?;
-    if inserted == 0 {
+    let new = records::NewBranch {
+        name: &args.name,
+        policy: &args.policy,
+        url: &args.url,
+        username: &args.user,
+        credential: &credential,
+        id_range: config.sync.id_range,
+    };
+    if !records::add(&office, new, number).await? {
         bail!("a branch named {} or numbered {number} exists already, see `office-controller branch list`", args.name);
     }
     let text = format!(

@@ -5,13 +5,12 @@ use serde_json::json;
 
 use crate::commands::Output;
 use crate::config::Config;
-use crate::sync;
+use crate::{records, sync};
 
 /// Runs `branch remove`.
 pub async fn run(config: &Config, name: &str) -> Result<Output> {
     let office = sync::office(config).await?;
-    let removed = office.execute("DELETE FROM branchsync.branch_synchronization WHERE branch = $1", &[&name]).await?;
-    if removed == 0 {
+    if !records::remove(&office, name).await? {
         bail!("no branch named {name}, see `office-controller branch list`");
     }
     Ok(Output::ok(format!("branch {name} removed\n"), json!({"removed": name})))

@@ -13,19 +13,16 @@ use crate::sync;
 /// Runs `conflicts`.
 pub async fn run(config: &Config, args: LogArgs) -> Result<Output> {
     let office = sync::office(config).await?;
-    let found = office
-        .query(
-            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), branch, tbl, array_to_string(pk, ','), rule, decision, \
-                    coalesce(office_version::text, 'deleted'), coalesce(shop_version::text, 'deleted') \
-             FROM branchsync.conflict WHERE $1::text IS NULL OR branch = $1 ORDER BY id DESC LIMIT $2",
-            &[&args.branch, &args.limit],
-        )
-        .await?;
-    let rows: Vec<Vec<String>> = found.iter().map(|r| (0..8).map(|i| r.get::<_, String>(i)).collect()).collect();
-    let json = json!(rows
+    let found = pgsync::recorded_conflicts(&office, args.branch.as_deref(), args.limit).await?;
+    let json = json!(found
         .iter()
-        .map(|r| json!({"at": r[0], "branch": r[1], "table": r[2], "key": r[3], "rule": r[4], "decision": r[5], "office_version": r[6], "shop_version": r[7]}))
+        .map(|c| json!({"at": c.at, "branch": c.branch, "table": c.table, "key": c.key, "rule": c.rule, "decision": c.decision, "office_version": c.office_version, "shop_version": c.shop_version}))
         .collect::<Vec<_>>());
-    let brief: Vec<Vec<String>> = rows.iter().map(|r| r[..6].to_vec()).collect();
+    let brief: Vec<Vec<String>> = found
+        .iter()
+        .map(|c| {
+            vec![c.at.clone(), c.branch.clone(), c.table.clone(), c.key.clone(), c.rule.clone(), c.decision.clone()]
+        })
+        .collect();
     Ok(Output::ok(table(&["time (UTC)", "branch", "table", "key", "rule", "decision"], &brief), json))
 }

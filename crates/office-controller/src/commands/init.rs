@@ -17,7 +17,7 @@ pub async fn run(config: &Config) -> Result<Output> {
     let mut capped = Vec::new();
     for name in config.policies.keys() {
         let policy = config.policy(name, &office).await?;
-        let catalog = pgsync::Catalog::load(&office, &policy.initial_load()).await?;
+        let catalog = pgsync::Catalog::load(&office, &policy.tables.to_shop_initially()).await?;
         for table in catalog.tables() {
             if captured.insert(table.name.clone()) {
                 pgsync::schema::install_capture(&office, table)
@@ -26,7 +26,7 @@ pub async fn run(config: &Config) -> Result<Output> {
             }
         }
         // The office is branch 0: its sequences of `both` tables stay below branch 1's first id.
-        for table in pgsync::Catalog::load(&office, &policy.both).await?.tables() {
+        for table in pgsync::Catalog::load(&office, &policy.tables.both).await?.tables() {
             for (_, sequence) in &table.sequences {
                 let max = config.sync.id_range - 1;
                 let last: i64 = office.query_one(&format!("SELECT last_value FROM {sequence}"), &[]).await?.get(0);

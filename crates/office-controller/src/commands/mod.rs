@@ -5,7 +5,6 @@ pub mod branch_init;
 pub mod branch_list;
 pub mod branch_remove;
 pub mod conflicts;
-pub mod demo;
 pub mod init;
 pub mod log;
 pub mod status;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use agent_client::Retry;
 use anyhow::Result;
 use protocol::cursor::Cursor;
 use serde_json::json;
@@ -21,24 +22,23 @@ pub async fn run(config: &Config) -> Result<Output> {
     for b in &branches {
         let cursor = b.push_cursor.as_deref().and_then(|c| c.parse::<Cursor>().ok());
         let waiting = pgsync::schema::pending_changes(&office, cursor.as_ref(), Some(&b.name)).await?;
-        let lag: Option<f64> = office
-            .query_one("SELECT extract(epoch FROM now() - timestamp)::float8 FROM branchsync.branch_synchronization WHERE branch = $1", &[&b.name])
-            .await?
-            .get(0);
+        let lag = records::lag_seconds(&office, &b.name).await?;
         // The live status must not hold up the whole listing: a short timeout, no retries.
         let live = match sync::agent(b, &config.sync) {
-            Ok(agent) => match tokio::time::timeout(Duration::from_secs(5), agent.status()).await {
-                Ok(Ok(s)) => {
-                    let pending = s.get("pending_changes").and_then(protocol::values::int).unwrap_or(0);
-                    let db = matches!(s.get("database_ok"), Some(dxr::Value::Boolean(true)));
-                    (
-                        format!("up, db {}, {pending} pending at shop", if db { "ok" } else { "DOWN" }),
-                        json!({"up": true, "database_ok": db, "pending_changes": pending}),
-                    )
+            Ok(agent) => {
+                match tokio::time::timeout(Duration::from_secs(5), agent.with_retry(Retry::NONE).status()).await {
+                    Ok(Ok(s)) => {
+                        let pending = s.database.as_ref().map(|d| d.pending_changes).unwrap_or(0);
+                        let db = s.database.is_ok();
+                        (
+                            format!("up, db {}, {pending} pending at shop", if db { "ok" } else { "DOWN" }),
+                            json!({"up": true, "database_ok": db, "pending_changes": pending}),
+                        )
+                    }
+                    Ok(Err(e)) => (format!("error: {e}"), json!({"up": false, "error": e.to_string()})),
+                    Err(_) => ("no answer in 5 s".to_string(), json!({"up": false, "error": "timeout"})),
                 }
-                Ok(Err(e)) => (format!("error: {e}"), json!({"up": false, "error": e.to_string()})),
-                Err(_) => ("no answer in 5 s".to_string(), json!({"up": false, "error": "timeout"})),
-            },
+            }
             Err(e) => (format!("{e}"), json!({"up": false, "error": e.to_string()})),
         };
         let lag_text = lag.map(|s| format!("{:.0}s", s)).unwrap_or_else(|| "never synced".into());

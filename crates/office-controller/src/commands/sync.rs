@@ -93,15 +93,6 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
     Ok(render(&reports))
 }
 
-/// A progress line for one branch outside `sync` (`branch init`): live on a terminal, log lines otherwise.
-pub fn progress_for(branch: &str) -> Progress {
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        Progress::line(&indicatif::MultiProgress::new(), branch)
-    } else {
-        Progress::quiet()
-    }
-}
-
 /// The summary table: rows each way per table, bytes, time, conflicts, errors.
 pub fn render(reports: &[BranchReport]) -> Output {
     let mut rows = Vec::new();

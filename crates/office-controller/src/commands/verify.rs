@@ -2,7 +2,7 @@
 //! Tables the shop writes (`from_target`) hold every branch's rows at the office, so there only the rows in the
 //! branch's id range are compared.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use pgsync::{Catalog, TableInfo};
 use serde_json::json;
 
@@ -30,15 +30,15 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
     let branch = records::find(&office, name).await?;
     let policy = config.policy(&branch.policy, &office).await?;
     let agent = sync::agent(&branch, &config.sync)?;
-    let theirs = sync::retry(&config.sync, || agent.verify()).await.map_err(|e| anyhow!("{e}"))?;
-    let catalog = Catalog::load(&office, &policy.all()).await?;
+    let theirs = agent.verify().await.map_err(sync::explain)?;
+    let catalog = Catalog::load(&office, &policy.tables.all()).await?;
     let end = branch.id_start() + branch.id_range - 1;
     let mut rows = Vec::new();
     let mut report = Vec::new();
     let mut drift = 0;
     for table in catalog.tables() {
-        let range = if policy.from_target.contains(&table.name) {
-            match range_column(table, &catalog, &policy.from_target) {
+        let range = if policy.tables.from_target.contains(&table.name) {
+            match range_column(table, &catalog, &policy.tables.from_target) {
                 Some(c) => Some(c),
                 None => {
                     rows.push(vec![
@@ -55,7 +55,8 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
         };
         let ours =
             pgsync::checksum_where(&office, table, range.as_deref().map(|c| (c, branch.id_start(), end))).await?;
-        let (shop_rows, shop_sum) = theirs.get(&table.name.to_string()).cloned().unwrap_or((-1, String::new()));
+        let (shop_rows, shop_sum) =
+            theirs.get(&table.name.to_string()).map(|s| (s.rows, s.checksum.clone())).unwrap_or((-1, String::new()));
         let equal = shop_rows == ours.rows && shop_sum == ours.digest;
         if !equal {
             drift += 1;

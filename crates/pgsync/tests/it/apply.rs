@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use pgsync::{ApplyOptions, Error};
+use pgsync::{Error, Guard, ImportOptions, ImportSession};
 use protocol::payload::{ColumnDecl, Header, read_sql};
 use protocol::schema::SchemaMismatch;
 
 use crate::support::*;
 
 async fn cursor_of(client: &tokio_postgres::Client) -> Option<String> {
-    pgsync::schema::peer_cursor(client, "office").await.unwrap()
+    pgsync::peer_cursor::read(client, "office").await.unwrap()
 }
 
 #[tokio::test]
@@ -39,9 +39,8 @@ async fn a_payload_that_fails_in_its_middle_changes_neither_data_nor_cursor() {
     )
     .unwrap();
     bad.header.cursor = Some("would-be cursor".into());
-    let options =
-        ApplyOptions { origin: "office".into(), record_cursor: Some("would-be cursor".into()), ..Default::default() };
-    let err = pgsync::apply(&mut shop, &shop_catalog, &[good, bad], &options).await.unwrap_err();
+    let options = ImportOptions { origin: "office".into(), record_peer_cursor: true, ..Default::default() };
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[good, bad], options.clone()).await.unwrap_err();
     match &err {
         Error::Rejected { chunk, statement, sqlstate, .. } => {
             assert_eq!((*chunk, *statement), (2, 2));
@@ -58,7 +57,7 @@ async fn a_payload_that_fails_in_its_middle_changes_neither_data_nor_cursor() {
         &allowed,
     )
     .unwrap();
-    let err = pgsync::apply(&mut shop, &shop_catalog, &[orphan], &options).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[orphan], options).await.unwrap_err();
     assert_eq!(err.sqlstate(), Some("23503"));
     assert_eq!(checksums(&shop, &shop_catalog).await, before);
 }
@@ -75,7 +74,7 @@ async fn schema_differences_are_refused_naming_table_and_column() {
     decls.iter_mut().find(|c| c.name == "price").unwrap().type_sql = "numeric".into();
     payload.header =
         Header { tables: vec![(protocol::payload::TableName::new("public", "service"), decls)], ..Default::default() };
-    let err = pgsync::apply(&mut shop, &catalog, &[payload], &ApplyOptions::default()).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &catalog, &[payload], ImportOptions::default()).await.unwrap_err();
     assert!(
         matches!(err, Error::Schema(SchemaMismatch::TypeDiffers { ref column, .. }) if column == "price"),
         "{err:?}"
@@ -86,14 +85,14 @@ async fn schema_differences_are_refused_naming_table_and_column() {
         &allowed,
     )
     .unwrap();
-    let err = pgsync::apply(&mut shop, &catalog, &[unknown], &ApplyOptions::default()).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &catalog, &[unknown], ImportOptions::default()).await.unwrap_err();
     assert!(
         matches!(err, Error::Schema(SchemaMismatch::MissingColumn { ref column, .. }) if column == "colour"),
         "{err:?}"
     );
 
     let not_pk = read_sql("DELETE FROM service WHERE name = 's'", &allowed).unwrap();
-    let err = pgsync::apply(&mut shop, &catalog, &[not_pk], &ApplyOptions::default()).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &catalog, &[not_pk], ImportOptions::default()).await.unwrap_err();
     assert!(matches!(err, Error::Rejected { statement: 1, .. }), "{err:?}");
     let _ = ColumnDecl { name: String::new(), type_sql: String::new() };
 }
@@ -112,12 +111,12 @@ async fn incoming_rows_with_unacknowledged_local_changes_are_deferred() {
         &allowed,
     )
     .unwrap();
-    let options = ApplyOptions {
+    let options = ImportOptions {
         origin: "office".into(),
-        defer_tables: [protocol::payload::TableName::new("public", "person")].into(),
+        guard: Guard::Defer([protocol::payload::TableName::new("public", "person")].into()),
         ..Default::default()
     };
-    let report = pgsync::apply(&mut shop, &catalog, &[incoming], &options).await.unwrap();
+    let report = pgsync::apply(&mut shop, &catalog, &[incoming], options).await.unwrap().report;
     assert_eq!(report.deferred(), 1);
     let names: Vec<String> =
         shop.query("SELECT name FROM person ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
@@ -142,10 +141,10 @@ async fn a_hand_written_payload_in_the_documented_grammar_applies() {
     let err = read_sql(text, &allowed);
     // The service row with a NULL name violates NOT NULL: the whole payload is refused.
     let payload = err.unwrap();
-    let e = pgsync::apply(&mut shop, &catalog, &[payload], &ApplyOptions::default()).await.unwrap_err();
+    let e = pgsync::apply(&mut shop, &catalog, &[payload], ImportOptions::default()).await.unwrap_err();
     assert_eq!(e.sqlstate(), Some("23502"));
     let fixed = read_sql(&text.replace("2\t\\N\t4", "2\tplain\t4"), &allowed).unwrap();
-    pgsync::apply(&mut shop, &catalog, &[fixed], &ApplyOptions::default()).await.unwrap();
+    pgsync::apply(&mut shop, &catalog, &[fixed], ImportOptions::default()).await.unwrap();
     let rows: Vec<(i64, String, String)> = shop
         .query("SELECT id, name, price::text FROM product UNION ALL SELECT id, name, price::text FROM service ORDER BY 1, 2", &[])
         .await
@@ -173,7 +172,7 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     apply(&mut shop, &shop_catalog, &chunks, "office").await;
     let product: i64 = shop.query_one("SELECT min(id) FROM product", &[]).await.unwrap().get(0);
     let allowed: BTreeSet<_> = tables.iter().cloned().collect();
-    let options = ApplyOptions { origin: "shop-1".into(), set_based_foreign_keys: true, ..Default::default() };
+    let options = ImportOptions { origin: "shop-1".into(), set_based_foreign_keys: true, ..Default::default() };
     // Each statement carries 1,000 rows or more, as set-based checks apply only to large statements.
     let sale = |batch: i64, item_product: &str| {
         let ids: Vec<i64> = (0..1000).map(|i| batch * 10_000 + i).collect();
@@ -200,14 +199,17 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     };
 
     // Parents present (a NULL key matches nothing and is fine, as MATCH SIMPLE says): applied.
-    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(1, &product.to_string())], &options).await.unwrap();
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(1, &product.to_string())], options.clone())
+        .await
+        .unwrap()
+        .report;
     assert_eq!(report.upserted(), 3000);
     let set_based = |report: &pgsync::ApplyReport| report.tables.iter().map(|(_, c)| c.set_based).sum::<u64>();
     assert_eq!(set_based(&report), 3000, "sale and sale_item have no triggers of their own");
 
     // A missing parent refuses the statement as PostgreSQL's own check does, and nothing of the payload stays.
     let before = checksums(&shop, &shop_catalog).await;
-    let err = pgsync::apply(&mut shop, &shop_catalog, &[sale(2, "999999999")], &options).await.unwrap_err();
+    let err = pgsync::apply(&mut shop, &shop_catalog, &[sale(2, "999999999")], options.clone()).await.unwrap_err();
     match &err {
         Error::Rejected { chunk, statement, sqlstate, .. } => {
             assert_eq!((*chunk, *statement), (1, 2));
@@ -219,7 +221,8 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
 
     // The referenced rows are locked until the apply commits: nobody can delete a parent under it.
     let tx = shop.transaction().await.unwrap();
-    pgsync::apply_in(&tx, &shop_catalog, &[sale(3, &product.to_string())], &options).await.unwrap();
+    let mut import = ImportSession::begin(&tx, &shop_catalog, options.clone()).await.unwrap();
+    import.chunk(&tx, &sale(3, &product.to_string())).await.unwrap();
     let other = pgsync::connect(&shop_url).await.unwrap();
     let err = other.execute("SELECT 1 FROM product WHERE id = $1 FOR UPDATE NOWAIT", &[&product]).await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("55P03"));
@@ -234,7 +237,10 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     )
     .await
     .unwrap();
-    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(4, &product.to_string())], &options).await.unwrap();
+    let report = pgsync::apply(&mut shop, &shop_catalog, &[sale(4, &product.to_string())], options.clone())
+        .await
+        .unwrap()
+        .report;
     assert_eq!(set_based(&report), 1000, "only the sales went set-based");
     let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
     let audited =

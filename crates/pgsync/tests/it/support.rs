@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use pgsync::{ApplyOptions, ApplyReport, Catalog, ExportOptions, ExportSession};
+use pgsync::{ApplyReport, Catalog, ExportOptions, ExportSession, ImportOptions};
 use protocol::payload::{Payload, ReadLimits, TableName, WriterConfig, read_payload};
 use testbed::sample::{self, policy};
 use tokio_postgres::Client;
@@ -71,9 +71,8 @@ pub fn read(chunks: &[Vec<u8>], allowed: &[TableName]) -> Vec<Payload> {
 /// Applies chunks from `origin`, recording the cursor the last chunk carries.
 pub async fn apply(client: &mut Client, catalog: &Catalog, chunks: &[Vec<u8>], origin: &str) -> ApplyReport {
     let payloads = read(chunks, &synced());
-    let cursor = payloads.iter().rev().find_map(|p| p.header.cursor.clone());
-    let options = ApplyOptions { origin: origin.into(), record_cursor: cursor, ..Default::default() };
-    pgsync::apply(client, catalog, &payloads, &options).await.unwrap()
+    let options = ImportOptions { origin: origin.into(), record_peer_cursor: true, ..Default::default() };
+    pgsync::apply(client, catalog, &payloads, options).await.unwrap().report
 }
 
 /// Per-table checksums of every synced table.

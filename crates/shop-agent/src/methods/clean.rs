@@ -1,16 +1,14 @@
 //! `clean()`: erases the data of the shop's synced tables and all sync state, and reinstalls the sync schema,
 //! in one transaction. Shop-local tables are untouched. The policy goes too: `configure` comes next.
 
-use dxr::Value;
+use protocol::wire::{Clean, Nothing};
 
 use crate::Agent;
 use crate::error::AgentError;
-use crate::rpc::Params;
 use crate::store;
 
 /// Handles `clean()`.
-pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
-    p.expect(0)?;
+pub async fn call(agent: &Agent, _: Clean) -> Result<Nothing, AgentError> {
     // A streamed upload holds locks on the tables erased below: roll it back first.
     agent.streams.abandon_all();
     let mut client = agent.db().await?;
@@ -19,7 +17,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     // Dropping the schema first removes the capture triggers, so the erase below is not captured.
     pgsync::schema::reinstall(&tx).await?;
     if let Some(policy) = policy {
-        let catalog = pgsync::Catalog::load(&tx, &policy.all()).await?;
+        let catalog = pgsync::Catalog::load(&tx, &policy.policy.all()).await?;
         for table in catalog.tables().iter().rev() {
             tx.batch_execute(&format!("DELETE FROM {}", table.name.quoted())).await?;
         }
@@ -29,5 +27,5 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     agent.diffs.lock().await.clear();
     agent.schema_reinstalled().await;
     tracing::info!("shop cleaned");
-    Ok(Value::Nil)
+    Ok(Nothing)
 }

@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use dxr::Value;
 use pgsync::{ExportOptions, ExportSession};
 use protocol::cursor::Cursor;
 use protocol::payload::WriterConfig;
+use protocol::wire::{Diff, DiffAnswer};
 
 use crate::Agent;
 use crate::error::AgentError;
 use crate::methods::{OFFICE_ORIGIN, policy};
-use crate::rpc::{Params, structure};
 use crate::store::{self, keys};
 
 /// The chunks an export task reads ahead, and the task (which hands the session back once complete).
@@ -102,9 +101,7 @@ fn split(since: &str) -> (String, Option<(u64, u64)>) {
 }
 
 /// Handles `diff(since)`.
-pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
-    p.expect(1)?;
-    let since = p.string(0, "since")?;
+pub async fn call(agent: &Agent, Diff { since }: Diff) -> Result<DiffAnswer, AgentError> {
     let (base, cont) = split(&since);
     let idle = Duration::from_secs(agent.config.limits.diff_idle_seconds);
     let mut diffs = agent.diffs.lock().await;
@@ -151,7 +148,7 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     let since = Cursor::parse_optional(base).map_err(pgsync::Error::from)?;
     let client = agent.db().await?;
     let policy = policy(&*client).await?;
-    let catalog = pgsync::Catalog::load(&*client, &policy.sends()).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.policy.to_office()).await?;
     if let Some(cursor) = &since {
         // Refuse a foreign cursor before it acknowledges (and purges) anything.
         let identity = pgsync::schema::identity(&*client).await?;
@@ -191,7 +188,7 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
 }
 
 /// Hands out the chunk received ahead once the one after it has arrived (so that `more` is known).
-async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentError> {
+async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<DiffAnswer, AgentError> {
     let data = lp.next.take().unwrap_or_default();
     lp.next = lp.chunks.recv().await.transpose()?;
     lp.delivered += 1;
@@ -219,8 +216,8 @@ async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<Value, AgentEr
     }
 }
 
-fn answer(data: Vec<u8>, cursor: String, more: bool) -> Value {
-    structure(vec![("data", Value::Base64(data)), ("cursor", Value::String(cursor)), ("more", Value::Boolean(more))])
+fn answer(data: Vec<u8>, cursor: String, more: bool) -> DiffAnswer {
+    DiffAnswer { data, cursor, more }
 }
 
 #[cfg(test)]

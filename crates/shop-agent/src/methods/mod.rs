@@ -1,4 +1,5 @@
-//! One file per XML-RPC method, plus the few helpers they share.
+//! One file per XML-RPC method, each taking its typed request from `protocol::wire` and returning its typed
+//! answer, plus the few helpers they share.
 
 pub mod clean;
 pub mod configure;
@@ -10,15 +11,16 @@ pub mod sql_prepare;
 pub mod status;
 pub mod verify;
 
+use protocol::policy::Assignment;
 use tokio_postgres::GenericClient;
 
 use crate::error::AgentError;
-use crate::store::{self, Policy};
+use crate::store;
 
 /// The origin name the office's changes are marked with at the shop.
 pub const OFFICE_ORIGIN: &str = "office";
 
 /// The stored policy, or the fault that says to call `configure` first.
-pub(crate) async fn policy(client: &impl GenericClient) -> Result<Policy, AgentError> {
+pub(crate) async fn policy(client: &impl GenericClient) -> Result<Assignment, AgentError> {
     store::load_policy(client).await?.ok_or(AgentError::NotConfigured)
 }

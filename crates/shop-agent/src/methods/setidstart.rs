@@ -2,17 +2,14 @@
 //! `id`, never moving one backwards, and caps each at the end of the branch's range (`id + id_range - 1`) so the
 //! shop can never issue another branch's ids. All sequences or none, in one transaction.
 
-use dxr::Value;
+use protocol::wire::{IdRange, SetIdStart};
 
 use crate::Agent;
 use crate::error::AgentError;
 use crate::methods::policy;
-use crate::rpc::{Params, structure};
 
 /// Handles `setidstart(id)`.
-pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
-    p.expect(1)?;
-    let start = p.int(0, "id")?;
+pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result<IdRange, AgentError> {
     if start < 1 {
         return Err(AgentError::BadParams("setidstart: id must be at least 1".into()));
     }
@@ -21,7 +18,7 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
     let end = start.checked_add(policy.id_range - 1).ok_or_else(|| {
         AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range))
     })?;
-    let catalog = pgsync::Catalog::load(&*client, &policy.sends()).await?;
+    let catalog = pgsync::Catalog::load(&*client, &policy.policy.to_office()).await?;
     let tx = client.transaction().await?;
     let mut moved = Vec::new();
     for table in catalog.tables() {
@@ -54,10 +51,10 @@ pub async fn call(agent: &Agent, p: Params) -> Result<Value, AgentError> {
             if next < start {
                 tx.query_one("SELECT setval($1::text::regclass, $2, false)", &[sequence, &start]).await?;
             }
-            moved.push(Value::String(sequence.clone()));
+            moved.push(sequence.clone());
         }
     }
     tx.commit().await?;
     tracing::info!(start, end, sequences = moved.len(), "id range set");
-    Ok(structure(vec![("start", Value::Long(start)), ("end", Value::Long(end)), ("sequences", Value::Array(moved))]))
+    Ok(IdRange { start, end, sequences: moved })
 }

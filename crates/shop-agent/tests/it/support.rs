@@ -3,9 +3,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use agent_client::{AgentClient, PolicySpec};
-use pgsync::{ApplyOptions, Catalog, ExportOptions, ExportSession};
+use agent_client::AgentClient;
+use pgsync::{Catalog, ExportOptions, ExportSession, ImportOptions};
 use protocol::payload::{ReadLimits, TableName, WriterConfig, read_payload};
+use protocol::policy::Assignment;
 use shop_agent::config::{Config, Limits, Role, User};
 use testbed::sample::{self, policy};
 use tokio::sync::oneshot;
@@ -91,16 +92,13 @@ pub fn names(lists: &[&[&str]]) -> Vec<TableName> {
 }
 
 /// The retail policy for branch `branch`.
-pub fn retail(branch: &str) -> PolicySpec {
-    let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-    PolicySpec {
-        branch: branch.into(),
-        from_source: list(policy::FROM_SOURCE),
-        from_target: list(policy::FROM_TARGET),
-        both: list(policy::BOTH),
-        initial: list(policy::INITIAL),
-        id_range: 1_000_000_000_000,
-    }
+pub fn retail(branch: &str) -> Assignment {
+    Assignment { branch: branch.into(), policy: policy::retail(), id_range: 1_000_000_000_000 }
+}
+
+/// The shop's pending changes as its `status` reports them.
+pub async fn pending_changes(client: &AgentClient) -> i64 {
+    client.status().await.unwrap().database.expect("database_ok").pending_changes
 }
 
 /// A fresh database with the sample schema; with sample office data when `office` is true.
@@ -151,12 +149,9 @@ pub async fn pull(client: &AgentClient, since: &str, office: &mut Client) -> (us
         let answer = client.diff(&cursor).await.unwrap();
         answers += 1;
         let payload = read_payload(&answer.data, &limits).unwrap();
-        let options = ApplyOptions {
-            origin: "shop".into(),
-            record_cursor: (!answer.more).then(|| answer.cursor.clone()),
-            ..Default::default()
-        };
-        pgsync::apply(office, &catalog, &[payload], &options).await.unwrap();
+        // The shop's last answer carries its cursor, recorded with the rows behind it.
+        let options = ImportOptions { origin: "shop".into(), record_peer_cursor: true, ..Default::default() };
+        pgsync::apply(office, &catalog, &[payload], options).await.unwrap();
         cursor = answer.cursor;
         if !answer.more {
             return (answers, cursor);

@@ -1,21 +1,19 @@
-//! `office-controller demo`: the main job on an embedded default. Starts throwaway clusters for an office and two
+//! The demo as a library: the main job on an embedded default. Starts throwaway clusters for an office and two
 //! shops (separate clusters), loads the sample retail schema and data, starts a shop agent for each shop on a
 //! local port, initialises both branches, sells in both shops while a customer is edited on both sides, syncs,
 //! verifies, and prints what happened. Everything is removed afterwards, also on Ctrl-C or failure.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use office_controller::commands::{self, Output};
+use office_controller::config::{Config, PolicyConfig, SyncConfig};
 use serde_json::json;
 use testbed::Cluster;
 use testbed::sample::{self, policy};
 use tokio::sync::oneshot;
-
-use crate::commands::{self, Output};
-use crate::config::{Config, PolicyConfig, SyncConfig};
 
 /// Options of the demo.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,16 +88,7 @@ async fn start_shop(label: &str, password_hash: &str) -> Result<Shop> {
 
 /// The sample retail policy as the configuration writes it.
 pub fn retail() -> PolicyConfig {
-    let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
-    PolicyConfig {
-        from_source: list(policy::FROM_SOURCE),
-        from_target: list(policy::FROM_TARGET),
-        both: list(policy::BOTH),
-        initial: list(policy::INITIAL),
-        conflict: "office-wins".into(),
-        conflicts: BTreeMap::new(),
-        newer_column: "updated_at".into(),
-    }
+    PolicyConfig::with_tables(&policy::retail())
 }
 
 fn step(text: &mut String, started: Instant, what: &str) {

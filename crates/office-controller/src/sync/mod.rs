@@ -1,0 +1,216 @@
+//! The sync cycle of one branch, top-down in one place (BRIEF §4): take the branch's advisory lock, ask the
+//! shop what it has applied of the office, pull the shop's changes ([`pull`]: the `diff` loop, each answer
+//! imported with conflicts decided and the pull cursor in one transaction), push the office's changes since what
+//! the shop has applied ([`push`]: one upload session the shop applies in one transaction with the office
+//! cursor), then record `branch_synchronization` and the sync log. `branch init` shares the upload. Nothing here
+//! returns early without saying why in the report.
+
+mod progress;
+mod pull;
+mod push;
+mod report;
+
+use std::time::{Duration, Instant};
+
+use agent_client::{AgentClient, ClientError, Retry};
+use anyhow::{Context, Result, anyhow};
+use protocol::cursor::Cursor;
+use tokio_postgres::Client;
+use tracing::Instrument;
+
+pub use progress::Progress;
+pub use push::{Uploaded, upload};
+pub use report::{BranchReport, Moved};
+
+use crate::config::{Config, Policy, SyncConfig};
+use crate::records::{self, Branch, LogEntry};
+
+/// How a sync runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    /// Push a complete image of the office's tables; the shop deletes `from_source` rows the office lacks.
+    pub full: bool,
+    /// Read and count, change nothing on either side.
+    pub dry_run: bool,
+}
+
+/// Connects to the office database.
+pub async fn office(config: &Config) -> Result<Client> {
+    pgsync::connect(&config.database_url).await.context("cannot connect to the office database (database_url)")
+}
+
+/// A client of the branch's agent that retries transient failures as `[sync]` says.
+pub fn agent(branch: &Branch, sync: &SyncConfig) -> Result<AgentClient> {
+    let password = branch.password()?;
+    let client = AgentClient::new(&branch.url, &branch.username, &password, Duration::from_secs(sync.timeout_seconds))
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(client.with_retry(Retry { retries: sync.retries, backoff: Duration::from_millis(sync.backoff_ms) }))
+}
+
+/// Explains a client error in the words an operator needs.
+pub fn explain(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Auth => anyhow!("{e}; not retried"),
+        other => anyhow!("{other}"),
+    }
+}
+
+/// One branch's sync in progress: what the pull and the push share.
+struct Cycle<'a> {
+    config: &'a Config,
+    branch: &'a Branch,
+    policy: &'a Policy,
+    options: SyncOptions,
+    agent: AgentClient,
+    /// The branch's one office connection: it holds the advisory lock and carries the pull's and the push's
+    /// office work. Lent to the push's export while it runs.
+    office: Option<Client>,
+    report: &'a mut BranchReport,
+    progress: &'a Progress,
+}
+
+impl Cycle<'_> {
+    fn office(&mut self) -> Result<&mut Client> {
+        self.office.as_mut().context("the branch's office connection was lost during the push")
+    }
+}
+
+/// Syncs one branch and records the outcome; errors end up in the report and the branch's record, never in a
+/// panic or an early exit of the other branches.
+pub async fn sync_branch(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    options: SyncOptions,
+    progress: &Progress,
+) -> BranchReport {
+    let span = tracing::info_span!("sync", branch = %branch.name, full = options.full, dry_run = options.dry_run);
+    async {
+        let started = Instant::now();
+        let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
+        let deadline = Duration::from_secs(config.sync.deadline_seconds);
+        // The branch's one office connection, kept for the records after a sync that went well.
+        let mut connection = None;
+        let run = run_sync(config, branch, policy, options, &mut report, progress, &mut connection);
+        let outcome = match tokio::time::timeout(deadline, run).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(anyhow!(
+                "gave up after the deadline of {} s ([sync] deadline_seconds); what was applied stays, the next sync goes on from there",
+                deadline.as_secs()
+            )),
+        };
+        report.seconds = started.elapsed().as_secs_f64();
+        report.ok = outcome.is_ok();
+        report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+        if !options.dry_run
+            && let Err(e) = record_outcome(config, connection.as_ref(), branch, &report, "sync").await
+        {
+            report.ok = false;
+            report.error = Some(format!("{e:#}"));
+        }
+        progress.finish(&report);
+        report
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_sync(
+    config: &Config,
+    branch: &Branch,
+    policy: &Policy,
+    options: SyncOptions,
+    report: &mut BranchReport,
+    progress: &Progress,
+    connection: &mut Option<Client>,
+) -> Result<()> {
+    if branch.initialised_at.is_none() {
+        anyhow::bail!("branch {} is not initialised, run `office-controller branch init {}`", branch.name, branch.name);
+    }
+    // One sync per branch at a time, across controllers: a session lock that dies with this connection.
+    let lock = office(config).await?;
+    let locked: bool = lock
+        .query_one("SELECT pg_try_advisory_lock(hashtext('branchsync'), $1::int)", &[&(branch.number as i32)])
+        .await?
+        .get(0);
+    if !locked {
+        anyhow::bail!("another controller is syncing branch {} right now, try again when it is done", branch.name);
+    }
+    let agent = agent(branch, &config.sync)?;
+    // What the shop has applied of the office, by its own record (committed with the data, so right even when the
+    // office died before recording its push): the base of the conflict check and of the push.
+    let identity = pgsync::schema::identity(&lock).await?;
+    let status = agent.status().await.map_err(explain)?;
+    let applied =
+        status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
+    let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
+    pull::run(&mut cycle, applied.as_ref()).await.context("pull")?;
+    push::run(&mut cycle, applied).await.context("push")?;
+    *connection = cycle.office.take();
+    Ok(())
+}
+
+/// Writes the sync log and the branch's record for a finished attempt. Uses `connection` when the caller still
+/// has one.
+pub async fn record_outcome(
+    config: &Config,
+    connection: Option<&Client>,
+    branch: &Branch,
+    report: &BranchReport,
+    what: &str,
+) -> Result<()> {
+    let fresh;
+    let office: &Client = match connection {
+        Some(c) => c,
+        None => {
+            fresh = office(config).await?;
+            &fresh
+        }
+    };
+    for (table, directions) in &report.tables {
+        for (direction, moved) in directions {
+            let message = if moved.conflicts > 0 { format!("{} conflicts", moved.conflicts) } else { String::new() };
+            let entry = LogEntry {
+                branch: &branch.name,
+                table,
+                direction,
+                rows: moved.rows as i64,
+                bytes: None,
+                result: "ok",
+                message: &message,
+            };
+            records::log(office, entry).await?;
+        }
+    }
+    let (result, message) = match &report.error {
+        None => ("ok", report.notes.join("; ")),
+        Some(e) => ("error", e.clone()),
+    };
+    let bytes = (report.bytes_pulled + report.bytes_pushed) as i64;
+    let entry = LogEntry {
+        branch: &branch.name,
+        table: "*",
+        direction: what,
+        rows: 0,
+        bytes: Some(bytes),
+        result,
+        message: &message,
+    };
+    records::log(office, entry).await?;
+    records::mark_attempt(office, &branch.name, report.error.as_ref().map(|_| message.as_str())).await
+}
+
+/// After a run: deletes the office change-log rows that every branch has acknowledged (applied and recorded).
+pub async fn purge_acknowledged(config: &Config) -> Result<u64> {
+    let office = office(config).await?;
+    let branches = records::branches(&office).await?;
+    let mut cursors = Vec::new();
+    for b in &branches {
+        match b.push_cursor.as_deref().and_then(|c| c.parse::<Cursor>().ok()) {
+            Some(c) => cursors.push(c),
+            // A branch that has applied nothing acknowledges nothing.
+            None => return Ok(0),
+        }
+    }
+    Ok(pgsync::schema::purge(&office, &cursors).await?)
+}

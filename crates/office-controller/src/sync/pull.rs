@@ -1,0 +1,178 @@
+//! Pull: `diff` loops from the recorded pull cursor until one brings nothing (each loop's start acknowledges
+//! the previous one, so the shop purges and stops deferring what the office has). Each answer is imported in
+//! its own transaction with its conflicts decided, and the last answer of a loop together with the new pull
+//! cursor.
+
+use std::time::Instant;
+
+use agent_client::DiffAnswer;
+use anyhow::{Result, anyhow};
+use pgsync::{Catalog, ConflictCheck, ImportOptions, ImportSession};
+use protocol::cursor::Cursor;
+use protocol::fault::FaultCode;
+use protocol::payload::{ReadLimits, Statement, read_payload};
+use tokio_postgres::Client;
+
+use super::{Cycle, explain};
+use crate::records::{self, LogEntry};
+
+/// Largest decompressed `diff` answer the office reads.
+const MAX_ANSWER_BYTES: usize = 1 << 30;
+
+/// Runs the pull. `applied` is the office cursor the shop has applied: office changes after it are unsent.
+pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Result<()> {
+    let tables = cycle.policy.tables.to_office();
+    let catalog = Catalog::load(&*cycle.office()?, &tables).await?;
+    let limits =
+        ReadLimits { max_decompressed_bytes: MAX_ANSWER_BYTES, allowed_tables: tables.iter().cloned().collect() };
+    let check = ConflictCheck {
+        branch: cycle.branch.name.clone(),
+        unsent_since: applied.map(|c| c.snapshot.clone()),
+        rules: cycle.policy.rules.clone(),
+        newer_column: cycle.policy.newer_column.clone(),
+    };
+    let set_based = may_set_replication_role(cycle.office()?).await?;
+    if !set_based {
+        tracing::debug!("foreign keys checked per row: the office role may not set session_replication_role");
+    }
+    let take = Take {
+        catalog: &catalog,
+        limits: &limits,
+        options: ImportOptions::office(check, set_based),
+        dry_run: cycle.options.dry_run,
+    };
+    let mut since = cycle.branch.pull_cursor.clone().unwrap_or_default();
+    for _ in 0..3 {
+        let mut cursor = since.clone();
+        let mut loop_rows = 0u64;
+        let mut prefetched: Option<DiffAnswer> = None;
+        loop {
+            let answer = match prefetched.take() {
+                Some(answer) => answer,
+                None => match cycle.agent.diff(&cursor).await {
+                    Err(e) if e.fault() == Some(FaultCode::CursorRefused) && !cursor.is_empty() => {
+                        fall_back(cycle, &e).await?;
+                        cursor.clear();
+                        since.clear();
+                        continue;
+                    }
+                    other => other.map_err(explain)?,
+                },
+            };
+            cycle.report.bytes_pulled += answer.data.len() as u64;
+            // The shop reads its next chunk while the office applies this one: a continuation only says what the
+            // office has received, and the pull cursor moves only with the last answer of the loop.
+            let agent = &cycle.agent;
+            let following = async { if answer.more { Some(agent.diff(&answer.cursor).await) } else { None } };
+            let office = cycle.office.as_mut().ok_or_else(|| anyhow!("the branch's office connection is gone"))?;
+            let (taken, following) = tokio::join!(take.apply(office, &cycle.branch.name, &answer), following);
+            let taken = taken?;
+            for (table, rows, conflicts) in &taken {
+                cycle.report.add(table, "pull", *rows, *conflicts);
+                loop_rows += rows;
+            }
+            prefetched = following.transpose().map_err(explain)?;
+            cycle.progress.update(&cycle.branch.name, "pull", cycle.report);
+            cursor = answer.cursor;
+            if !answer.more {
+                break;
+            }
+        }
+        since = cursor;
+        if loop_rows == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The shop refused the pull cursor (a rebuilt or restored shop): say so, and start a full pull.
+async fn fall_back(cycle: &mut Cycle<'_>, e: &agent_client::ClientError) -> Result<()> {
+    cycle.report.notes.push(format!("pull cursor refused by the shop ({e}); fell back to a full pull"));
+    if !cycle.options.dry_run {
+        let entry = LogEntry {
+            branch: &cycle.branch.name,
+            table: "*",
+            direction: "pull",
+            rows: 0,
+            bytes: None,
+            result: "fallback",
+            message: "cursor refused, full pull",
+        };
+        records::log(&*cycle.office()?, entry).await?;
+    }
+    Ok(())
+}
+
+/// Whether the office role may set `session_replication_role` (a superuser, or granted `SET ON PARAMETER` since
+/// PostgreSQL 15): then pulled rows have their foreign keys checked per statement rather than per row.
+async fn may_set_replication_role(office: &Client) -> Result<bool> {
+    let row = office
+        .query_one(
+            "SELECT rolsuper, current_setting('server_version_num')::int >= 150000 FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (superuser, v15): (bool, bool) = (row.get(0), row.get(1));
+    if superuser || !v15 {
+        return Ok(superuser);
+    }
+    Ok(office.query_one("SELECT has_parameter_privilege('session_replication_role', 'SET')", &[]).await?.get(0))
+}
+
+/// How the office takes one `diff` answer in.
+struct Take<'a> {
+    catalog: &'a Catalog,
+    limits: &'a ReadLimits,
+    options: ImportOptions,
+    dry_run: bool,
+}
+
+impl Take<'_> {
+    /// Imports one answer with its conflicts decided, in one transaction that also records the pull cursor when
+    /// the answer is the last of its loop. Returns rows moved and conflicts per table (counted only, with
+    /// `dry_run`).
+    async fn apply(
+        &self,
+        office: &mut Client,
+        branch: &str,
+        answer: &DiffAnswer,
+    ) -> Result<Vec<(protocol::payload::TableName, u64, u64)>> {
+        let payload = read_payload(&answer.data, self.limits)
+            .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
+        if self.dry_run {
+            return Ok(payload
+                .statements
+                .iter()
+                .map(|s| {
+                    let n = match s {
+                        Statement::Upsert { rows, .. } | Statement::Delete { rows, .. } => rows.len() as u64,
+                    };
+                    (s.table().clone(), n, 0)
+                })
+                .collect());
+        }
+        let tx = office.transaction().await?;
+        let started = Instant::now();
+        let mut import = ImportSession::begin(&tx, self.catalog, self.options.clone()).await?;
+        import.chunk(&tx, &payload).await?;
+        let imported = import.finish(&tx).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            bytes = answer.data.len(),
+            set_based = imported.report.set_based(),
+            upserted = imported.report.upserted(),
+            "pulled chunk applied"
+        );
+        if !answer.more {
+            records::set_pull_cursor(&tx, branch, &answer.cursor).await?;
+        }
+        tx.commit().await?;
+        Ok(imported
+            .report
+            .tables
+            .iter()
+            .map(|(table, c)| (table.clone(), c.upserted + c.deleted + c.conflicts, c.conflicts))
+            .collect())
+    }
+}

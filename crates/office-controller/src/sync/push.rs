@@ -1,0 +1,121 @@
+//! Push: the office's changes since the cursor the shop itself recorded with its last applied upload, less the
+//! shop's own changes, as one upload session; and [`upload`], which `branch init` shares.
+
+use agent_client::AgentClient;
+use anyhow::{Context, Result, anyhow};
+use pgsync::{Catalog, ExportOptions, ExportSession};
+use protocol::cursor::Cursor;
+use protocol::payload::{TableName, WriterConfig};
+use tokio_postgres::Client;
+
+use super::{Cycle, explain};
+use crate::records;
+
+/// Runs the push. `applied` is the office cursor the shop has applied.
+pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Result<()> {
+    let full = cycle.options.full;
+    let base = if full {
+        None
+    } else {
+        if applied.is_none() {
+            cycle.report.notes.push("the shop holds no office cursor of this database; pushing everything".into());
+        }
+        applied
+    };
+    let tables = cycle.policy.tables.to_shop();
+    let office = cycle.office.take().context("the branch's office connection is gone")?;
+    let catalog = Catalog::load(&office, &tables).await?;
+    let export = ExportOptions {
+        since: base,
+        exclude_origin: Some(cycle.branch.name.clone()),
+        writer: WriterConfig { chunk_bytes: cycle.config.sync.chunk_bytes, ..Default::default() },
+        replace: if full { cycle.policy.tables.from_source.clone() } else { Vec::new() },
+        ..Default::default()
+    };
+    let mut shown = cycle.report.clone();
+    let (branch, progress) = (&cycle.branch.name, cycle.progress);
+    let mut on_chunk = |bytes: u64| {
+        shown.bytes_pushed += bytes;
+        progress.update(branch, "push", &shown);
+    };
+    // The export reads on the branch's connection (its advisory lock stays with the session) and hands it back.
+    let up = upload(&cycle.agent, office, catalog, export, cycle.options.dry_run, &mut on_chunk).await?;
+    cycle.report.bytes_pushed += up.bytes;
+    for (table, n) in &up.per_table {
+        cycle.report.add(table, "push", *n, 0);
+    }
+    if !cycle.options.dry_run {
+        records::set_push_cursor(&up.office, &cycle.branch.name, &up.cursor).await?;
+    }
+    cycle.office = Some(up.office);
+    Ok(())
+}
+
+/// What an upload sent.
+#[derive(Debug)]
+pub struct Uploaded {
+    /// The office connection the export read on, handed back.
+    pub office: Client,
+    /// The export's cursor: what the shop has applied once the session finished.
+    pub cursor: String,
+    /// Rows per table.
+    pub per_table: Vec<(TableName, u64)>,
+    /// Compressed bytes.
+    pub bytes: u64,
+}
+
+/// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
+/// transaction. When the snapshot holds nothing the shop lacks (no change since its cursor but its own), no
+/// session is opened and the cursor still counts as acknowledged: the office may purge up to it, and the shop's
+/// conflict window stays right since nothing it lacks was written. With `dry_run` nothing is sent.
+pub async fn upload(
+    agent: &AgentClient,
+    client: Client,
+    catalog: Catalog,
+    export: ExportOptions,
+    dry_run: bool,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<Uploaded> {
+    let mut session = ExportSession::begin(client, catalog, export).await?;
+    if !session.has_news().await? {
+        // Nothing the shop lacks: no session to open. The cursor is still the acknowledged one.
+        let cursor = session.cursor().to_string();
+        let per_table = session.table_rows().to_vec();
+        return Ok(Uploaded { office: session.finish().await?, cursor, per_table, bytes: 0 });
+    }
+    let sid = if dry_run { 0 } else { agent.sql_prepare().await.map_err(explain)? };
+    // The export runs one chunk ahead of the upload, so reading and compressing overlap with the network and the
+    // shop's staging instead of waiting for them.
+    let (ready, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let producer = tokio::spawn(async move {
+        while let Some(chunk) = session.next_chunk().await? {
+            if ready.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, pgsync::Error>(session)
+    });
+    let mut bytes = 0u64;
+    let mut sent: Result<()> = Ok(());
+    while let Some(chunk) = chunks.recv().await {
+        bytes += chunk.len() as u64;
+        on_chunk(chunk.len() as u64);
+        if !dry_run {
+            // A retried chunk may be staged twice; applying it twice is harmless (upserts and deletes by key).
+            if let Err(e) = agent.sql_create(sid, chunk).await {
+                sent = Err(explain(e));
+                break;
+            }
+        }
+    }
+    drop(chunks);
+    let session = producer.await.map_err(|e| anyhow!("the export task failed: {e}"))??;
+    sent?;
+    let cursor = session.cursor().to_string();
+    let per_table = session.table_rows().to_vec();
+    let office = session.finish().await?;
+    if !dry_run {
+        agent.sql_finish(sid).await.map_err(explain)?;
+    }
+    Ok(Uploaded { office, cursor, per_table, bytes })
+}

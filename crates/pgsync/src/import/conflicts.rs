@@ -1,0 +1,155 @@
+//! The office's side of BRIEF §4.4: a `Both` row a branch sends whose key the office changed since its last
+//! push to that branch is a conflict, decided by the branch's rule and recorded with both versions.
+
+use std::collections::BTreeMap;
+
+use protocol::payload::TableName;
+use protocol::sql::quote_ident;
+use tokio_postgres::Transaction;
+
+use crate::catalog::TableInfo;
+use crate::error::Result;
+
+/// Who wins when a row changed on both sides since the last exchange (BRIEF §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The office's version stays and is sent to the shop again.
+    OfficeWins,
+    /// The shop's version is applied.
+    ShopWins,
+    /// The version whose timestamp column is later wins; ties and missing timestamps go to the office.
+    NewerWins,
+}
+
+impl Rule {
+    /// The rule's name in configuration files and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::OfficeWins => "office-wins",
+            Rule::ShopWins => "shop-wins",
+            Rule::NewerWins => "newer-wins",
+        }
+    }
+
+    /// Parses a rule name.
+    pub fn parse(text: &str) -> Option<Rule> {
+        [Rule::OfficeWins, Rule::ShopWins, Rule::NewerWins].into_iter().find(|r| r.name() == text)
+    }
+}
+
+/// The office's conflict check while importing a branch's changes.
+#[derive(Debug, Clone)]
+pub struct ConflictCheck {
+    /// The branch, as recorded with each conflict.
+    pub branch: String,
+    /// The snapshot of the branch's push cursor: office changes not visible in it have not reached the shop
+    /// yet. `None`: nothing has reached it.
+    pub unsent_since: Option<String>,
+    /// The checked tables and their rules.
+    pub rules: BTreeMap<TableName, Rule>,
+    /// The timestamp column `newer-wins` compares.
+    pub newer_column: String,
+}
+
+/// Finds the staged rows whose keys the office changed since its last push to the branch, records each
+/// conflict with both versions and the decision, and takes the rows the office wins out of the stage. A key the
+/// office wins is marked changed again, so that the next push carries the office's version back to the shop.
+/// `upsert` is false for a stage of deleted keys (the shop's version is then "deleted"). Returns the number of
+/// conflicts.
+pub(crate) async fn decide(
+    tx: &Transaction<'_>,
+    table: &TableInfo,
+    stage: &str,
+    check: &ConflictCheck,
+    rule: Rule,
+    upsert: bool,
+) -> Result<u64> {
+    let key_of = |alias: &str| -> String {
+        let parts: Vec<String> =
+            table.primary_key.iter().map(|c| format!("{alias}.{}::text", quote_ident(c))).collect();
+        format!("ARRAY[{}]", parts.join(", "))
+    };
+    let join: Vec<String> = table.primary_key.iter().map(|c| format!("t.{0} = s.{0}", quote_ident(c))).collect();
+    let newer = quote_ident(&check.newer_column);
+    let decision = match rule {
+        Rule::OfficeWins => "'office'".to_string(),
+        Rule::ShopWins => "'shop'".to_string(),
+        Rule::NewerWins if upsert && table.column_type(&check.newer_column).is_some() => {
+            format!(
+                "CASE WHEN s.{newer} IS NOT NULL AND (t.{newer} IS NULL OR s.{newer} > t.{newer}) THEN 'shop' ELSE 'office' END"
+            )
+        }
+        Rule::NewerWins => "'office'".to_string(),
+    };
+    let shop_version = if upsert { "to_jsonb(s)" } else { "NULL::jsonb" };
+    let sql = format!(
+        "WITH decided AS (
+            INSERT INTO branchsync.conflict (branch, tbl, pk, office_version, shop_version, rule, decision)
+            SELECT $1, $2, {sk}, CASE WHEN t.{first} IS NULL THEN NULL ELSE to_jsonb(t) END, {shop_version}, $3, {decision}
+            FROM {stage} s LEFT JOIN {table} t ON {join}
+            WHERE EXISTS (SELECT 1 FROM branchsync.change_log cl WHERE cl.tbl = $2 AND cl.pk = {sk}
+                          AND cl.origin <> $1 AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(cl.xid, $4::text::pg_snapshot)))
+            RETURNING pk, decision),
+         dropped AS (DELETE FROM {stage} s USING decided d WHERE d.decision = 'office' AND d.pk = {sk} RETURNING d.pk),
+         touched AS (INSERT INTO branchsync.change_log (tbl, pk, op, origin) SELECT $2, pk, 'U', '' FROM dropped RETURNING 1)
+         SELECT (SELECT count(*) FROM decided), (SELECT count(*) FROM touched)",
+        sk = key_of("s"),
+        first = quote_ident(&table.primary_key[0]),
+        table = table.name.quoted(),
+        join = join.join(" AND "),
+    );
+    let row = tx
+        .query_one(sql.as_str(), &[&check.branch, &table.name.to_string(), &rule.name(), &check.unsent_since])
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// One recorded conflict as read back for office staff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedConflict {
+    /// `YYYY-MM-DD HH24:MI:SS`, UTC.
+    pub at: String,
+    /// The branch.
+    pub branch: String,
+    /// The table.
+    pub table: String,
+    /// The key, its columns joined by commas.
+    pub key: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// `office` or `shop`.
+    pub decision: String,
+    /// The office's version as JSON, or `deleted`.
+    pub office_version: String,
+    /// The shop's version as JSON, or `deleted`.
+    pub shop_version: String,
+}
+
+/// The recorded conflicts, newest first, of one branch or of all.
+pub async fn recorded(
+    client: &impl tokio_postgres::GenericClient,
+    branch: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RecordedConflict>> {
+    let rows = client
+        .query(
+            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), branch, tbl, array_to_string(pk, ','), rule, decision, \
+                    coalesce(office_version::text, 'deleted'), coalesce(shop_version::text, 'deleted') \
+             FROM branchsync.conflict WHERE $1::text IS NULL OR branch = $1 ORDER BY id DESC LIMIT $2",
+            &[&branch, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| RecordedConflict {
+            at: r.get(0),
+            branch: r.get(1),
+            table: r.get(2),
+            key: r.get(3),
+            rule: r.get(4),
+            decision: r.get(5),
+            office_version: r.get(6),
+            shop_version: r.get(7),
+        })
+        .collect())
+}

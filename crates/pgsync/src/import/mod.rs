@@ -1,0 +1,275 @@
+//! Imports payloads in one transaction together with the cursor they carry (BRIEF §4.2): the counterpart of
+//! [`ExportSession`](crate::ExportSession). [`ImportSession::begin`] decides once how each table is written,
+//! [`chunk`](ImportSession::chunk) applies one checked chunk after the other (numbering them itself), and
+//! [`finish`](ImportSession::finish) prunes what a replacing upload did not carry, records the peer cursor and
+//! returns the report, all inside the caller's transaction: either every statement of every chunk and the new
+//! cursor are committed, or nothing is. The shop's staged and streamed uploads and the office's pull all import
+//! through it.
+//!
+//! Nothing of the payload's text is executed. Each statement's rows are copied into a temporary table shaped
+//! like the target's columns (so PostgreSQL's own input functions check every value), then merged with SQL we
+//! build from the catalog: an upsert on the primary key, or a delete by key.
+
+mod conflicts;
+mod prune;
+mod report;
+mod stage;
+mod statement;
+mod validate;
+
+use std::collections::BTreeSet;
+
+use protocol::payload::{Payload, TableName};
+use protocol::policy::Policy;
+use protocol::schema::SchemaMismatch;
+use tokio_postgres::{Client, Transaction};
+
+pub use conflicts::{ConflictCheck, RecordedConflict, Rule, recorded as recorded_conflicts};
+pub use report::{ApplyReport, TableCounts};
+pub use validate::validate;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::peer_cursor;
+use crate::schema::ORIGIN_SETTING;
+use statement::{Path, TableGuard};
+
+/// What guards incoming rows on this side.
+#[derive(Debug, Clone, Default)]
+pub enum Guard {
+    /// Nothing: every row is applied.
+    #[default]
+    None,
+    /// The shop's side of BRIEF §4.4: in these tables an incoming row whose key has local changes not yet
+    /// acknowledged by the peer is deferred rather than applied (the office sees the local version first).
+    Defer(BTreeSet<TableName>),
+    /// The office's side: conflicts on these tables are decided by rule and recorded.
+    Decide(ConflictCheck),
+}
+
+/// How to import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The origin the applied changes are marked with in the change log (the sender's name).
+    pub origin: String,
+    /// What guards incoming rows.
+    pub guard: Guard,
+    /// Among these tables, those empty when the session begins take the upload's rows straight in, without
+    /// staging and merging (an initial load). A key may then appear only once in the upload; a second one is
+    /// refused as a unique violation and nothing is applied. Tables with a guard or a replacement still merge.
+    pub fresh_among: BTreeSet<TableName>,
+    /// Check the foreign keys of upserted rows with one set-based query per key (locking the referenced rows as
+    /// PostgreSQL's own check does) and insert with `session_replication_role = replica`, which skips the
+    /// per-row trigger checks, the way logical replication applies rows. Only on tables where that skips nothing
+    /// else: no triggers or rules of their own, plain immediate foreign keys whose columns the upload carries,
+    /// and no other table referencing columns besides the primary key. The caller must be allowed to set
+    /// `session_replication_role` (superuser, or `GRANT SET ON PARAMETER session_replication_role`).
+    pub set_based_foreign_keys: bool,
+    /// Record the cursor the chunks carry as the last applied from `origin` (`branchsync.peer_cursor`), in the
+    /// same transaction. Without it the caller records [`Imported::cursor`] in its own books, in the same
+    /// transaction.
+    pub record_peer_cursor: bool,
+    /// Take replacing uploads (`-- replace:`): the rows of those tables that no chunk carried are deleted at
+    /// [`ImportSession::finish`]. Only the office sends them (its complete synchronisation); a receiver that does
+    /// not take them refuses such a chunk, so that no sender can delete what it did not name.
+    pub accept_replace: bool,
+}
+
+impl ImportOptions {
+    /// The shop taking an upload from the office (`origin`) under `policy`: `both` rows with local changes
+    /// wait, tables it receives that are empty take the rows straight in, the office cursor is recorded.
+    pub fn shop(origin: &str, policy: &Policy) -> ImportOptions {
+        ImportOptions {
+            origin: origin.into(),
+            guard: Guard::Defer(policy.both.iter().cloned().collect()),
+            fresh_among: policy.shop_receives(),
+            set_based_foreign_keys: false,
+            record_peer_cursor: true,
+            accept_replace: true,
+        }
+    }
+
+    /// The office taking branch `check.branch`'s changes: conflicts decided and recorded, foreign keys of large
+    /// statements checked set-based when `set_based` (the role may set `session_replication_role`). The caller
+    /// records the pull cursor.
+    pub fn office(check: ConflictCheck, set_based: bool) -> ImportOptions {
+        ImportOptions {
+            origin: check.branch.clone(),
+            guard: Guard::Decide(check),
+            fresh_among: BTreeSet::new(),
+            set_based_foreign_keys: set_based,
+            record_peer_cursor: false,
+            accept_replace: false,
+        }
+    }
+}
+
+/// What a finished import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Per-table counts.
+    pub report: ApplyReport,
+    /// The cursor the chunks carried (the last `-- cursor:` header), if any.
+    pub cursor: Option<String>,
+    /// Chunks imported.
+    pub chunks: usize,
+}
+
+/// One import in progress, inside the caller's transaction.
+#[derive(Debug)]
+pub struct ImportSession<'c> {
+    catalog: &'c Catalog,
+    options: ImportOptions,
+    /// Tables that were empty when the session began (see [`ImportOptions::fresh_among`]).
+    fresh: BTreeSet<TableName>,
+    stages: stage::Stages,
+    replaced: BTreeSet<TableName>,
+    imported: Imported,
+}
+
+impl<'c> ImportSession<'c> {
+    /// Starts importing in `tx`; call it first thing in the transaction, since the tables empty now take the
+    /// upload's rows straight in.
+    pub async fn begin(
+        tx: &Transaction<'_>,
+        catalog: &'c Catalog,
+        options: ImportOptions,
+    ) -> Result<ImportSession<'c>> {
+        let fresh = if options.fresh_among.is_empty() {
+            BTreeSet::new()
+        } else {
+            empty_tables(tx, &catalog.subset(&options.fresh_among)).await?
+        };
+        tx.query_one("SELECT set_config($1, $2, true)", &[&ORIGIN_SETTING, &options.origin]).await?;
+        Ok(ImportSession {
+            catalog,
+            options,
+            fresh,
+            stages: stage::Stages::default(),
+            replaced: BTreeSet::new(),
+            imported: Imported::default(),
+        })
+    }
+
+    /// Chunks imported so far.
+    pub fn chunks(&self) -> usize {
+        self.imported.chunks
+    }
+
+    /// Checks the next chunk against the catalog and applies it. On error the caller must roll back.
+    pub async fn chunk(&mut self, tx: &Transaction<'_>, payload: &Payload) -> Result<()> {
+        let number = self.imported.chunks + 1;
+        validate(self.catalog, payload, number)?;
+        if !payload.header.replace.is_empty() && !self.options.accept_replace {
+            return Err(Error::Rejected {
+                chunk: number,
+                statement: 0,
+                sqlstate: None,
+                message: "a replacing upload (-- replace:) is not accepted from this sender".into(),
+            });
+        }
+        if payload.header.cursor.is_some() {
+            self.imported.cursor = payload.header.cursor.clone();
+        }
+        self.replaced.extend(payload.header.replace.iter().cloned());
+        for (s, statement) in payload.statements.iter().enumerate() {
+            let table = self
+                .catalog
+                .get(statement.table())
+                .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
+            let path = path(&self.options, &self.fresh, table, payload);
+            let counts = self.imported.report.counts(&table.name);
+            statement::apply(tx, &mut self.stages, table, statement, path, counts)
+                .await
+                .map_err(|e| rejected(e, number, s + 1))?;
+        }
+        self.imported.chunks = number;
+        Ok(())
+    }
+
+    /// After the last chunk: deletes what a replacing upload did not carry and records the carried cursor (with
+    /// [`ImportOptions::record_peer_cursor`]), in `tx`, which the caller commits.
+    pub async fn finish(mut self, tx: &Transaction<'_>) -> Result<Imported> {
+        self.imported.report.merge(prune::prune_unseen(tx, self.catalog, &self.replaced).await?);
+        if self.options.record_peer_cursor
+            && let Some(cursor) = &self.imported.cursor
+        {
+            peer_cursor::record(tx, &self.options.origin, cursor).await?;
+        }
+        Ok(self.imported)
+    }
+}
+
+/// How a statement of `payload` on `table` is applied.
+fn path<'a>(
+    options: &'a ImportOptions,
+    fresh: &BTreeSet<TableName>,
+    table: &crate::TableInfo,
+    payload: &Payload,
+) -> Path<'a> {
+    let guard = match &options.guard {
+        Guard::Defer(tables) if tables.contains(&table.name) => TableGuard::Defer,
+        Guard::Decide(check) => match check.rules.get(&table.name) {
+            Some(rule) => TableGuard::Decide(check, *rule),
+            None => TableGuard::None,
+        },
+        _ => TableGuard::None,
+    };
+    let remember = payload.header.replace.contains(&table.name);
+    if fresh.contains(&table.name) && matches!(guard, TableGuard::None) && !remember {
+        return Path::Straight;
+    }
+    Path::Merge { guard, remember, set_based: options.set_based_foreign_keys }
+}
+
+/// Imports `payloads` in a transaction of its own and commits it: for tools and tests, through the same session
+/// the agent and the controller use.
+pub async fn apply(
+    client: &mut Client,
+    catalog: &Catalog,
+    payloads: &[Payload],
+    options: ImportOptions,
+) -> Result<Imported> {
+    let tx = client.transaction().await?;
+    let mut session = ImportSession::begin(&tx, catalog, options).await?;
+    for payload in payloads {
+        session.chunk(&tx, payload).await?;
+    }
+    let imported = session.finish(&tx).await?;
+    tx.commit().await?;
+    Ok(imported)
+}
+
+/// Which tables are empty now; call it first thing in the transaction.
+pub async fn empty_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<BTreeSet<TableName>> {
+    let mut empty = BTreeSet::new();
+    for table in catalog.tables() {
+        let row = tx.query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", table.name.quoted()), &[]).await?;
+        if row.get::<_, bool>(0) {
+            empty.insert(table.name.clone());
+        }
+    }
+    Ok(empty)
+}
+
+/// A database error while applying a statement is the statement's fault when it is about the data (class 22
+/// data exceptions, class 23 constraint violations, 21000 a key twice in one statement); otherwise it is ours.
+fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
+    match &e {
+        Error::Db(db) => {
+            let code = db.code().map(|c| c.code().to_string());
+            let about_data =
+                code.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c == "21000");
+            if about_data {
+                let message = db.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| db.to_string());
+                Error::Rejected { chunk, statement, sqlstate: code, message }
+            } else {
+                e
+            }
+        }
+        Error::Rejected { chunk: 0, statement: 0, sqlstate, message } => {
+            Error::Rejected { chunk, statement, sqlstate: sqlstate.clone(), message: message.clone() }
+        }
+        _ => e,
+    }
+}

@@ -1,0 +1,170 @@
+//! `status() -> struct` (extension): what monitoring and the office need to know about a shop at a glance.
+//! One shape whether or not the shop database answers: when it does not, its members are empty and
+//! `database_error` says why.
+
+use super::configure::{policy_members, read_policy};
+use super::{Answer, Call, Members, Params, Value, WireError, structure};
+use crate::policy::Assignment;
+
+/// The `status()` request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status;
+
+/// The agent's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// The agent's version.
+    pub version: String,
+    /// The protocol version it speaks.
+    pub protocol: i64,
+    /// Seconds since it started.
+    pub uptime_seconds: i64,
+    /// Unix time of the last completed exchange, 0 for none.
+    pub last_exchange_unix: i64,
+    /// The last fault it returned, with its method; empty for none.
+    pub last_error: String,
+    /// What the shop database says, or why it could not be asked.
+    pub database: Result<ShopState, String>,
+}
+
+/// The shop database's side of the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShopState {
+    /// The branch and policy handed over with `configure`; `None` before it.
+    pub assignment: Option<Assignment>,
+    /// The schema fingerprint of the synced tables; empty before `configure`.
+    pub schema_fingerprint: String,
+    /// The office cursor of the last applied upload; empty for none.
+    pub last_office_cursor: String,
+    /// Captured changes the office has not acknowledged.
+    pub pending_changes: i64,
+    /// Rows the last upload deferred.
+    pub deferred_rows: i64,
+    /// Unfinished upload sessions.
+    pub open_sessions: i64,
+}
+
+impl AgentStatus {
+    /// The office cursor the shop last applied, when its database answers and it has one.
+    pub fn last_office_cursor(&self) -> Option<&str> {
+        self.database.as_ref().ok().map(|s| s.last_office_cursor.as_str()).filter(|c| !c.is_empty())
+    }
+}
+
+impl Call for Status {
+    const METHOD: &'static str = "status";
+    type Answer = AgentStatus;
+
+    fn into_params(self) -> Vec<Value> {
+        Vec::new()
+    }
+
+    fn from_params(params: Params) -> Result<Self, WireError> {
+        params.expect(0).map(|()| Status)
+    }
+}
+
+impl Answer for AgentStatus {
+    fn into_value(self) -> Value {
+        let mut members = vec![
+            ("version", Value::String(self.version)),
+            ("protocol", Value::Integer(self.protocol as i32)),
+            ("uptime_seconds", Value::Long(self.uptime_seconds)),
+            ("last_exchange_unix", Value::Long(self.last_exchange_unix)),
+            ("last_error", Value::String(self.last_error)),
+        ];
+        match self.database {
+            Ok(s) => {
+                let (branch, policy) = match s.assignment {
+                    Some(a) => (a.branch, Value::Struct(policy_members(&a.policy, a.id_range))),
+                    None => (String::new(), Value::String(String::new())),
+                };
+                members.extend([
+                    ("database_ok", Value::Boolean(true)),
+                    ("branch", Value::String(branch)),
+                    ("policy", policy),
+                    ("schema_fingerprint", Value::String(s.schema_fingerprint)),
+                    ("last_office_cursor", Value::String(s.last_office_cursor)),
+                    ("pending_changes", Value::Long(s.pending_changes)),
+                    ("deferred_rows", Value::Long(s.deferred_rows)),
+                    ("open_sessions", Value::Long(s.open_sessions)),
+                ]);
+            }
+            Err(e) => {
+                members.extend([
+                    ("database_ok", Value::Boolean(false)),
+                    ("database_error", Value::String(e)),
+                    ("branch", Value::String(String::new())),
+                    ("policy", Value::String(String::new())),
+                    ("last_office_cursor", Value::String(String::new())),
+                    ("schema_fingerprint", Value::String(String::new())),
+                    ("pending_changes", Value::Long(0)),
+                ]);
+            }
+        }
+        structure(members)
+    }
+
+    fn from_value(method: &'static str, value: Value) -> Result<Self, WireError> {
+        let mut m = Members::of(method, value)?;
+        let (version, protocol) = (m.string("version")?, m.int("protocol")?);
+        let (uptime_seconds, last_exchange_unix) = (m.int("uptime_seconds")?, m.int("last_exchange_unix")?);
+        let last_error = m.string("last_error")?;
+        let database = if m.boolean("database_ok")? {
+            let branch = m.string("branch")?;
+            let assignment = match m.take("policy") {
+                Some(Value::Struct(p)) => {
+                    let (policy, id_range) = read_policy(method, &p)?;
+                    Some(Assignment { branch, policy, id_range })
+                }
+                Some(Value::String(s)) if s.is_empty() => None,
+                _ => return Err(WireError { method, detail: "expected member policy (a struct or \"\")".into() }),
+            };
+            Ok(ShopState {
+                assignment,
+                schema_fingerprint: m.string("schema_fingerprint")?,
+                last_office_cursor: m.string("last_office_cursor")?,
+                pending_changes: m.int("pending_changes")?,
+                deferred_rows: if m.has("deferred_rows") { m.int("deferred_rows")? } else { 0 },
+                open_sessions: if m.has("open_sessions") { m.int("open_sessions")? } else { 0 },
+            })
+        } else {
+            Err(m.string("database_error")?)
+        };
+        Ok(AgentStatus { version, protocol, uptime_seconds, last_exchange_unix, last_error, database })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::TableName;
+    use crate::policy::Policy;
+
+    #[test]
+    fn both_shapes_round_trip() {
+        let up = AgentStatus {
+            version: "0.1.0".into(),
+            protocol: 1,
+            uptime_seconds: 5,
+            last_exchange_unix: 0,
+            last_error: String::new(),
+            database: Ok(ShopState {
+                assignment: Some(Assignment {
+                    branch: "shop1".into(),
+                    policy: Policy { from_target: vec![TableName::new("public", "sale")], ..Policy::default() },
+                    id_range: 10,
+                }),
+                last_office_cursor: "c".into(),
+                pending_changes: 3,
+                ..ShopState::default()
+            }),
+        };
+        assert_eq!(AgentStatus::from_value("status", up.clone().into_value()), Ok(up.clone()));
+        let unconfigured = AgentStatus { database: Ok(ShopState::default()), ..up.clone() };
+        assert_eq!(AgentStatus::from_value("status", unconfigured.clone().into_value()), Ok(unconfigured));
+        let down = AgentStatus { database: Err("connection refused".into()), ..up };
+        assert_eq!(AgentStatus::from_value("status", down.clone().into_value()), Ok(down.clone()));
+        assert_eq!(down.last_office_cursor(), None);
+    }
+}
