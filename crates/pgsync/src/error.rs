@@ -28,6 +28,10 @@ pub enum Error {
     /// The sync schema is not installed in this database.
     #[error("the sync schema is not installed in this database, initialise it first")]
     NotInstalled,
+    /// Something this build relies on did not hold (a bug, or a database answering what no supported version
+    /// answers); the message says what.
+    #[error("internal error: {0}; report it with the log")]
+    Internal(String),
     /// A payload chunk was refused by the reader.
     #[error("chunk {chunk}: {source}")]
     Payload {
@@ -70,13 +74,32 @@ impl Error {
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code().map(|c| c.code()) {
-            // invalid_schema_name / undefined_table on our own schema: the sync schema is missing.
-            Some("3F000") if e.to_string().contains("branchsync") => Error::NotInstalled,
-            Some("42P01") if e.to_string().contains("branchsync.") => Error::NotInstalled,
             // Connection exceptions, admin shutdown, cannot connect now.
             Some(c) if c.starts_with("08") || c == "57P01" || c == "57P03" => Error::Unavailable(e),
             None if e.is_closed() || e.as_db_error().is_none() => Error::Unavailable(e),
             _ => Error::Db(e),
         }
+    }
+}
+
+/// A database error while applying a statement is the statement's fault when it is about the data (class 22
+/// data exceptions, class 23 constraint violations, 21000 a key twice in one statement); otherwise it is ours.
+pub(crate) fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
+    match &e {
+        Error::Db(db) => {
+            let code = db.code().map(|c| c.code().to_string());
+            let about_data =
+                code.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c == "21000");
+            if about_data {
+                let message = db.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| db.to_string());
+                Error::Rejected { chunk, statement, sqlstate: code, message }
+            } else {
+                e
+            }
+        }
+        Error::Rejected { chunk: 0, statement: 0, sqlstate, message } => {
+            Error::Rejected { chunk, statement, sqlstate: sqlstate.clone(), message: message.clone() }
+        }
+        _ => e,
     }
 }

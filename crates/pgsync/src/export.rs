@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use futures_util::TryStreamExt;
 use protocol::cursor::Cursor;
-use protocol::payload::{ChunkWriter, PayloadError, PayloadErrorKind, WriterConfig, decode_copy_field};
+use protocol::payload::{ChunkWriter, WriterConfig, decode_copy_field};
 use protocol::sql::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
@@ -254,7 +254,7 @@ impl ExportSession {
         let names = table.column_names();
         let stream = self.client.copy_out(sql.as_str()).await?;
         let mut stream = std::pin::pin!(stream);
-        let writer = self.writer.as_mut().ok_or(Error::NotInstalled)?;
+        let writer = self.writer.as_mut().ok_or_else(|| Error::Internal("the export's writer is gone".into()))?;
         let mut count = 0usize;
         let mut last = String::new();
         while let Some(bytes) = stream.try_next().await? {
@@ -282,7 +282,11 @@ impl ExportSession {
     async fn page_changes(&mut self, table: &TableInfo, present: bool) -> Result<usize> {
         let position = (table.name.clone(), present);
         if self.changes_cursor.as_ref() != Some(&position) {
-            let since = self.options.since.as_ref().ok_or(Error::NotInstalled)?;
+            let since = self
+                .options
+                .since
+                .as_ref()
+                .ok_or_else(|| Error::Internal("a changes export without a cursor".into()))?;
             let join: Vec<String> = table
                 .primary_key
                 .iter()
@@ -339,7 +343,7 @@ impl ExportSession {
             self.client.batch_execute("CLOSE branchsync_changes").await?;
             self.changes_cursor = None;
         }
-        let writer = self.writer.as_mut().ok_or(Error::NotInstalled)?;
+        let writer = self.writer.as_mut().ok_or_else(|| Error::Internal("the export's writer is gone".into()))?;
         let names = table.column_names();
         for row in &rows {
             if present {
@@ -362,17 +366,12 @@ impl ExportSession {
 /// database sends. Should it, the receiver's reader would refuse the chunk holding the line for the same reason:
 /// the export stops with that refusal (chunk 0, the one being written) rather than page on from a wrong key.
 fn key_value(column: &str, field: &str, line: &str) -> Result<String> {
-    let message = match decode_copy_field(field) {
-        Ok(Some(value)) => return Ok(value),
-        Ok(None) => "null".to_string(),
-        Err(m) => m,
-    };
-    Err(Error::Payload {
-        chunk: 0,
-        source: PayloadError {
-            statement: 0,
-            kind: PayloadErrorKind::Malformed(format!("COPY row from the database, key column {column}: {message}")),
-            excerpt: line.chars().take(80).collect(),
-        },
-    })
+    match decode_copy_field(field) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(Error::Internal(format!("key column {column} is null in the database's COPY row"))),
+        Err(m) => Err(Error::Internal(format!(
+            "the database's COPY row cannot be decoded, key column {column}: {m} (near `{}`)",
+            line.chars().take(80).collect::<String>()
+        ))),
+    }
 }

@@ -76,6 +76,10 @@ pub async fn reinstall(client: &impl GenericClient) -> Result<()> {
 
 /// The identity cursors issued by this database carry.
 pub async fn identity(client: &impl GenericClient) -> Result<DbIdentity> {
+    let installed: bool = client.query_one("SELECT to_regclass('branchsync.meta') IS NOT NULL", &[]).await?.get(0);
+    if !installed {
+        return Err(Error::NotInstalled);
+    }
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
@@ -87,7 +91,9 @@ pub async fn identity(client: &impl GenericClient) -> Result<DbIdentity> {
     let system: String = row.get(0);
     let epoch: Option<String> = row.get(2);
     Ok(DbIdentity {
-        system_id: system.parse().map_err(|_| Error::NotInstalled)?,
+        system_id: system
+            .parse()
+            .map_err(|_| Error::Internal(format!("system identifier {system:?} is not a number")))?,
         database_oid: row.get(1),
         epoch: epoch.ok_or(Error::NotInstalled)?,
     })

@@ -91,6 +91,7 @@ impl AgentError {
                 S::Cursor(_) => FaultCode::CursorRefused,
                 S::Unavailable(_) => FaultCode::DatabaseUnavailable,
                 S::NotInstalled => FaultCode::NotConfigured,
+                S::Internal(_) => FaultCode::Internal,
                 S::Db(_) => FaultCode::Internal,
             },
         }

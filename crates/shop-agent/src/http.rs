@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::Instrument;
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::auth::Caller;
 use crate::config::Role;
 use crate::error::AgentError;
@@ -75,16 +75,16 @@ async fn rpc_endpoint(State(agent): State<Arc<Agent>>, headers: HeaderMap, body:
     }
     .instrument(span.clone())
     .await;
-    let _enter = span.enter();
     let outcome = if result.is_ok() { "ok" } else { "fault" };
-    if let Err(e) = &result {
-        tracing::warn!(code = e.fault_code().code(), error = %e, "call refused");
-        if let Ok(mut last) = agent.last_error.lock() {
-            *last = Some(format!("{method}: {}", e.fault_string()));
+    span.in_scope(|| match &result {
+        Err(e) => {
+            tracing::warn!(code = e.fault_code().code(), error = %e, "call refused");
+            if let Ok(mut last) = agent.last_error.lock() {
+                *last = Some(format!("{method}: {}", e.fault_string()));
+            }
         }
-    } else {
-        tracing::info!("call served");
-    }
+        Ok(_) => tracing::info!("call served"),
+    });
     let body = rpc::respond(result);
     agent.metrics.request(&method, outcome);
     agent.metrics.bytes(received, body.len());

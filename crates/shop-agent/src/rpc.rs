@@ -6,7 +6,7 @@ use dxr::{Fault, FaultResponse, MethodCall, MethodResponse};
 use protocol::methods;
 use protocol::wire::{Answer, Call, Params, Value};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::auth::Caller;
 use crate::config::Role;
 use crate::error::AgentError;

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS branchsync.shop_state (
 const SHOP_V2: &str =
     "ALTER TABLE branchsync.upload_session ADD COLUMN IF NOT EXISTS streamed boolean NOT NULL DEFAULT false;";
 
+/// The origin name the office's changes are marked with at the shop.
+pub const OFFICE_ORIGIN: &str = "office";
+
+/// The stored policy, or the fault that says to call `configure` first.
+pub async fn assignment(client: &impl GenericClient) -> Result<Assignment, AgentError> {
+    load_policy(client).await?.ok_or(AgentError::NotConfigured)
+}
+
 /// State keys.
 pub mod keys {
     /// The last `since` the office sent to `diff`: what it has acknowledged.

@@ -20,9 +20,10 @@ use protocol::wire::Finished;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::Agent;
+use crate::config::Limits;
 use crate::error::AgentError;
 use crate::{sessions, upload};
 
@@ -125,32 +126,40 @@ pub async fn should_stream(client: &Client, assignment: &Assignment) -> Result<b
 
 /// Opens the live side of session `sid` (its row exists and is marked streamed): a dedicated connection with
 /// the transaction begun and the session row locked. Returns once the transaction is ready.
-pub async fn open(agent: &Agent, sid: i64, policy: Assignment, catalog: Catalog) -> Result<(), AgentError> {
-    let client = pgsync::connect(&agent.config.database_url).await?;
+pub async fn open(
+    streams: &Streams,
+    tasks: &TaskTracker,
+    database_url: &str,
+    limits: &Limits,
+    sid: i64,
+    policy: Assignment,
+    catalog: Catalog,
+) -> Result<(), AgentError> {
+    let client = pgsync::connect(database_url).await?;
     let (commands, queue) = mpsc::channel(QUEUE);
     let failure = Arc::new(StdMutex::new(None));
     let (ready, started) = oneshot::channel();
-    let idle = Duration::from_secs(agent.config.limits.upload_idle_seconds);
+    let idle = Duration::from_secs(limits.upload_idle_seconds);
     let task = Task { sid, policy: policy.clone(), catalog: catalog.clone(), idle, failure: failure.clone() };
-    tokio::spawn(task.run(client, queue, ready).instrument(tracing::info_span!("streamed_upload", sid)));
+    tasks.spawn(task.run(client, queue, ready).instrument(tracing::info_span!("streamed_upload", sid)));
     started.await.map_err(|_| AgentError::SessionLost(sid))??;
     let stream = Stream { sid, policy, catalog, commands, failure, received: Default::default() };
-    agent.streams.insert(Arc::new(stream));
+    streams.insert(Arc::new(stream));
     Ok(())
 }
 
 /// `sql_create` on a live session: reads and checks the chunk, then queues it for the apply task.
-pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), AgentError> {
+pub async fn chunk(streams: &Streams, limits: &Limits, stream: &Stream, data: &[u8]) -> Result<(), AgentError> {
     let mut received = stream.received.lock().await;
     let digest: [u8; 32] = Sha256::digest(data).into();
     if received.last == Some(digest) {
         return Ok(());
     }
     if stream.failed() {
-        agent.streams.remove(stream.sid);
+        streams.remove(stream.sid);
         return Err(stream.ended());
     }
-    let max = agent.config.limits.session_staged_bytes;
+    let max = limits.session_staged_bytes;
     if received.bytes + data.len() as u64 > max {
         return Err(AgentError::Limit(format!(
             "session {} would bring more than {max} bytes, split the upload into several sessions",
@@ -158,14 +167,14 @@ pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), Ag
         )));
     }
     let limits = ReadLimits {
-        max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
+        max_decompressed_bytes: limits.chunk_decompressed_bytes,
         allowed_tables: stream.policy.policy.shop_receives(),
     };
     let payload = read_payload(data, &limits)?;
     let seq = received.chunks + 1;
     pgsync::validate(&stream.catalog, &payload, seq)?;
     if stream.commands.send(Command::Chunk { payload }).await.is_err() {
-        agent.streams.remove(stream.sid);
+        streams.remove(stream.sid);
         return Err(stream.ended());
     }
     received.chunks = seq;
@@ -176,12 +185,12 @@ pub async fn chunk(agent: &Agent, stream: &Stream, data: &[u8]) -> Result<(), Ag
 
 /// `sql_finish` on a live session: the task applies what is queued, prunes, records and commits. Returns the
 /// stored result.
-pub async fn finish(agent: &Agent, stream: &Stream) -> Result<Finished, AgentError> {
+pub async fn finish(streams: &Streams, stream: &Stream) -> Result<Finished, AgentError> {
     let _received = stream.received.lock().await;
     let (reply, answer) = oneshot::channel();
     let sent = stream.commands.send(Command::Finish { reply }).await;
     // From here a retried finish reads the session row, which the task holds locked until it commits.
-    agent.streams.remove(stream.sid);
+    streams.remove(stream.sid);
     if sent.is_err() {
         return Err(stream.ended());
     }

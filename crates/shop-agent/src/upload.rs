@@ -7,7 +7,6 @@ use protocol::wire::Finished;
 use tokio_postgres::Transaction;
 
 use crate::error::AgentError;
-use crate::methods::OFFICE_ORIGIN;
 use crate::sessions;
 use crate::store::{self, keys};
 
@@ -18,7 +17,7 @@ pub async fn begin<'c>(
     catalog: &'c Catalog,
     assignment: &Assignment,
 ) -> Result<ImportSession<'c>, AgentError> {
-    Ok(ImportSession::begin(tx, catalog, ImportOptions::shop(OFFICE_ORIGIN, &assignment.policy)).await?)
+    Ok(ImportSession::begin(tx, catalog, ImportOptions::shop(store::OFFICE_ORIGIN, &assignment.policy)).await?)
 }
 
 /// After the last chunk: prunes, records the office cursor, stores the session's result and the deferred count,

@@ -5,6 +5,7 @@
 //! cursor), then record `branch_synchronization` and the sync log. `branch init` shares the upload. Nothing here
 //! returns early without saying why in the report.
 
+mod cycle;
 mod progress;
 mod pull;
 mod push;
@@ -12,68 +13,19 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use agent_client::{AgentClient, ClientError, Retry};
 use anyhow::{Context, Result, anyhow};
 use protocol::cursor::Cursor;
 use tokio_postgres::Client;
 use tracing::Instrument;
 
+pub use cycle::{SyncOptions, agent, explain, office};
 pub use progress::Progress;
 pub use push::{Uploaded, upload};
 pub use report::{BranchReport, Moved};
 
-use crate::config::{Config, Policy, SyncConfig};
+use crate::config::{Config, Policy};
 use crate::records::{self, Branch, LogEntry};
-
-/// How a sync runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyncOptions {
-    /// Push a complete image of the office's tables; the shop deletes `from_source` rows the office lacks.
-    pub full: bool,
-    /// Read and count, change nothing on either side.
-    pub dry_run: bool,
-}
-
-/// Connects to the office database.
-pub async fn office(config: &Config) -> Result<Client> {
-    pgsync::connect(&config.database_url).await.context("cannot connect to the office database (database_url)")
-}
-
-/// A client of the branch's agent that retries transient failures as `[sync]` says.
-pub fn agent(branch: &Branch, sync: &SyncConfig) -> Result<AgentClient> {
-    let password = branch.password()?;
-    let client = AgentClient::new(&branch.url, &branch.username, &password, Duration::from_secs(sync.timeout_seconds))
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok(client.with_retry(Retry { retries: sync.retries, backoff: Duration::from_millis(sync.backoff_ms) }))
-}
-
-/// Explains a client error in the words an operator needs.
-pub fn explain(e: ClientError) -> anyhow::Error {
-    match e {
-        ClientError::Auth => anyhow!("{e}; not retried"),
-        other => anyhow!("{other}"),
-    }
-}
-
-/// One branch's sync in progress: what the pull and the push share.
-struct Cycle<'a> {
-    config: &'a Config,
-    branch: &'a Branch,
-    policy: &'a Policy,
-    options: SyncOptions,
-    agent: AgentClient,
-    /// The branch's one office connection: it holds the advisory lock and carries the pull's and the push's
-    /// office work. Lent to the push's export while it runs.
-    office: Option<Client>,
-    report: &'a mut BranchReport,
-    progress: &'a Progress,
-}
-
-impl Cycle<'_> {
-    fn office(&mut self) -> Result<&mut Client> {
-        self.office.as_mut().context("the branch's office connection was lost during the push")
-    }
-}
+use cycle::Cycle;
 
 /// Syncs one branch and records the outcome; errors end up in the report and the branch's record, never in a
 /// panic or an early exit of the other branches.

@@ -13,7 +13,7 @@ use protocol::fault::FaultCode;
 use protocol::payload::{ReadLimits, Statement, read_payload};
 use tokio_postgres::Client;
 
-use super::{Cycle, explain};
+use super::cycle::{Cycle, explain};
 use crate::records::{self, LogEntry};
 
 /// Largest decompressed `diff` answer the office reads.

@@ -8,7 +8,7 @@ use protocol::cursor::Cursor;
 use protocol::payload::{TableName, WriterConfig};
 use tokio_postgres::Client;
 
-use super::{Cycle, explain};
+use super::cycle::{Cycle, explain};
 use crate::records;
 
 /// Runs the push. `applied` is the office cursor the shop has applied.

@@ -29,7 +29,7 @@ pub use report::{ApplyReport, TableCounts};
 pub use validate::validate;
 
 use crate::catalog::Catalog;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, rejected};
 use crate::peer_cursor;
 use crate::schema::ORIGIN_SETTING;
 use statement::{Path, TableGuard};
@@ -250,26 +250,4 @@ pub async fn empty_tables(tx: &Transaction<'_>, catalog: &Catalog) -> Result<BTr
         }
     }
     Ok(empty)
-}
-
-/// A database error while applying a statement is the statement's fault when it is about the data (class 22
-/// data exceptions, class 23 constraint violations, 21000 a key twice in one statement); otherwise it is ours.
-fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
-    match &e {
-        Error::Db(db) => {
-            let code = db.code().map(|c| c.code().to_string());
-            let about_data =
-                code.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c == "21000");
-            if about_data {
-                let message = db.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| db.to_string());
-                Error::Rejected { chunk, statement, sqlstate: code, message }
-            } else {
-                e
-            }
-        }
-        Error::Rejected { chunk: 0, statement: 0, sqlstate, message } => {
-            Error::Rejected { chunk, statement, sqlstate: sqlstate.clone(), message: message.clone() }
-        }
-        _ => e,
-    }
 }

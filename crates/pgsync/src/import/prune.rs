@@ -9,7 +9,7 @@ use tokio_postgres::Transaction;
 
 use super::report::ApplyReport;
 use crate::catalog::{Catalog, TableInfo};
-use crate::error::Result;
+use crate::error::{Result, rejected};
 
 /// The temporary table of keys a replacing upload carried for `table`.
 async fn seen_table(tx: &Transaction<'_>, table: &TableInfo) -> Result<String> {
@@ -42,7 +42,7 @@ pub(crate) async fn prune_unseen(
             table.name.quoted(),
             key.join(", ")
         );
-        let pruned = tx.execute(sql.as_str(), &[]).await.map_err(|e| super::rejected(e.into(), 0, 0))?;
+        let pruned = tx.execute(sql.as_str(), &[]).await.map_err(|e| rejected(e.into(), 0, 0))?;
         report.counts(&table.name).pruned += pruned;
     }
     Ok(report)

@@ -1,7 +1,9 @@
 //! The COPY text format, the one place that encodes, checks and decodes it: rows travel and are staged in it,
 //! so the writer, the reader, [`Rows`](super::Rows) and the exporter must agree on every escape.
 
-use super::Value;
+/// One value of one column: its text representation as PostgreSQL's input function reads it, or `None` for
+/// NULL. Numbers and booleans written bare in a payload arrive here as their text.
+pub type Value = Option<String>;
 
 /// Appends one row in COPY text format (tab-separated, `\N` for NULL), without its newline.
 pub fn push_copy_row(out: &mut String, row: &[Value]) {

@@ -7,8 +7,9 @@ use flate2::Compression;
 use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 
+use super::error::{PayloadError, PayloadErrorKind};
+use super::model::{Payload, ReadLimits};
 use super::statements::read_sql;
-use super::{Payload, PayloadError, PayloadErrorKind, ReadLimits};
 
 /// Decompresses one chunk within the limits and reads it.
 pub fn read_payload(gz: &[u8], limits: &ReadLimits) -> Result<Payload, PayloadError> {

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use super::error::{PayloadError, PayloadErrorKind, excerpt};
 use super::lexer::Lexer;
-use super::{ColumnDecl, Header, PayloadError, PayloadErrorKind, TableName, excerpt};
+use super::model::{ColumnDecl, Header, TableName};
 
 fn header_error(message: String) -> PayloadError {
     PayloadError { statement: 0, kind: PayloadErrorKind::Syntax(message), excerpt: String::new() }

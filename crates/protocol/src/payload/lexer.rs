@@ -2,7 +2,7 @@
 //! share one reading of PostgreSQL's lexical rules (with `standard_conforming_strings` on): a script must mean the
 //! same here and in `psql`, and whatever cannot be read with certainty is refused.
 
-use super::{PayloadErrorKind, excerpt};
+use super::error::{PayloadErrorKind, excerpt};
 
 /// What a token is.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,8 +7,10 @@
 
 mod copy;
 mod envelope;
+mod error;
 mod header;
 mod lexer;
+mod model;
 mod rows;
 mod statements;
 mod writer;
@@ -16,209 +18,12 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
-use std::fmt;
-
-pub use copy::{decode_copy_field, escape_copy, push_copy_row};
+pub use copy::{Value, decode_copy_field, escape_copy, push_copy_row};
 pub use envelope::read_payload;
+pub use error::{PayloadError, PayloadErrorKind};
+pub use model::{ColumnDecl, Header, MAGIC_LINE, Payload, ReadLimits, Statement, TableName};
 pub use rows::Rows;
 pub use statements::read_sql;
 pub use writer::{ChunkWriter, WriterConfig};
 
 pub use crate::sql::quote_ident;
-
-/// The first line of every payload the writer produces; readers accept payloads without it.
-pub const MAGIC_LINE: &str = "-- branchsync payload v1";
-
-/// A schema-qualified table name, always stored as PostgreSQL sees it (unquoted names folded to lower case).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TableName {
-    /// The schema; `public` when the payload names the table without one.
-    pub schema: String,
-    /// The table itself.
-    pub name: String,
-}
-
-impl TableName {
-    /// A table name from its two parts, taken verbatim.
-    pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { schema: schema.into(), name: name.into() }
-    }
-
-    /// Parses `schema.table` or `table` (schema `public`) as written in configuration files: bare parts only,
-    /// folded to lower case, as PostgreSQL folds unquoted identifiers.
-    pub fn parse(text: &str) -> Option<Self> {
-        let valid = |s: &str| {
-            !s.is_empty()
-                && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
-        let (schema, name) = match text.split_once('.') {
-            Some((s, n)) => (s, n),
-            None => ("public", text),
-        };
-        (valid(schema) && valid(name)).then(|| Self::new(schema.to_ascii_lowercase(), name.to_ascii_lowercase()))
-    }
-
-    /// The name quoted for use in SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-}
-
-impl fmt::Display for TableName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
-    }
-}
-
-/// One value of one column: its text representation as PostgreSQL's input function reads it, or `None` for
-/// NULL. Numbers and booleans written bare in a payload arrive here as their text.
-pub type Value = Option<String>;
-
-/// A column as the sender's header declares it: the name and the type as `format_type` prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnDecl {
-    /// Column name, unquoted.
-    pub name: String,
-    /// Type as PostgreSQL's `format_type` prints it, e.g. `numeric(12,2)` or `timestamp with time zone`.
-    pub type_sql: String,
-}
-
-/// What the header comments of a payload say. Every field is optional for hand-written payloads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Header {
-    /// `-- fingerprint: HEX`: the sender's fingerprint of all its synced tables.
-    pub fingerprint: Option<String>,
-    /// `-- cursor: TEXT`: the sender's cursor that applying this payload brings the receiver to.
-    pub cursor: Option<String>,
-    /// `-- table schema.name: "col" type, ...`: the sender's columns of each table the payload touches.
-    pub tables: Vec<(TableName, Vec<ColumnDecl>)>,
-    /// `-- replace: schema.name, ...`: after the whole upload is applied, the receiver deletes the rows of these
-    /// tables whose keys the upload did not carry (the office's "complete" synchronisation). `psql` ignores it.
-    pub replace: Vec<TableName>,
-}
-
-/// One operation, in payload order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Statement {
-    /// `INSERT INTO t (cols) VALUES (...), ... ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, ...` or
-    /// `... DO NOTHING`. Also what a `COPY t (cols) FROM STDIN` block means: its rows are upserted on the
-    /// table's primary key, so that a full load converges whatever the receiver held before.
-    Upsert {
-        /// Target table.
-        table: TableName,
-        /// The inserted columns, in order.
-        columns: Vec<String>,
-        /// The `ON CONFLICT` columns; empty for a `COPY` block (the receiver uses the primary key).
-        conflict: Vec<String>,
-        /// The columns that `DO UPDATE SET` assigns from `EXCLUDED`; empty for `DO NOTHING`. For a `COPY`
-        /// block, every column.
-        update: Vec<String>,
-        /// The rows, one value per column each.
-        rows: Rows,
-    },
-    /// `DELETE FROM t WHERE k = v [AND k2 = v2 ...]`, `DELETE FROM t WHERE k IN (v, ...)` or
-    /// `DELETE FROM t WHERE (k1, k2) IN ((v, v), ...)`.
-    Delete {
-        /// Target table.
-        table: TableName,
-        /// The key columns, in order.
-        key: Vec<String>,
-        /// The deleted rows' keys, one value per key column each.
-        rows: Rows,
-    },
-}
-
-impl Statement {
-    /// The table the statement writes.
-    pub fn table(&self) -> &TableName {
-        match self {
-            Statement::Upsert { table, .. } | Statement::Delete { table, .. } => table,
-        }
-    }
-}
-
-/// A payload read back and validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Payload {
-    /// Header comments.
-    pub header: Header,
-    /// Statements in payload order.
-    pub statements: Vec<Statement>,
-}
-
-/// What a reader accepts.
-#[derive(Debug, Clone)]
-pub struct ReadLimits {
-    /// Largest decompressed size of one chunk, in bytes; a larger one is refused as a gzip bomb.
-    pub max_decompressed_bytes: usize,
-    /// The tables the sender may write; every other table is refused.
-    pub allowed_tables: BTreeSet<TableName>,
-}
-
-/// Why a payload was refused. `statement` is the 1-based index of the offending statement in the chunk (0 when
-/// the chunk as a whole is at fault: broken gzip, too large, not UTF-8).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("statement {statement}: {kind} (near `{excerpt}`)")]
-pub struct PayloadError {
-    /// 1-based statement index, 0 for the chunk as a whole.
-    pub statement: usize,
-    /// What is wrong.
-    pub kind: PayloadErrorKind,
-    /// At most 80 characters of the offending statement's text, for the operator.
-    pub excerpt: String,
-}
-
-/// The `excerpt` of a [`PayloadError`]: whitespace runs folded to one space, at most 80 characters.
-fn excerpt(text: &str) -> String {
-    let mut out = String::new();
-    let mut space = false;
-    for ch in text.chars() {
-        if ch.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
-        space = false;
-        if out.chars().count() >= 80 {
-            break;
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// The classes of refusal, stable for tests and fault mapping.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PayloadErrorKind {
-    /// The gzip stream is broken or truncated.
-    #[error("broken gzip data, resend the chunk")]
-    BadGzip,
-    /// The chunk decompresses to more than the limit.
-    #[error("decompressed chunk exceeds {limit} bytes, send smaller chunks")]
-    TooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The decompressed text is not UTF-8.
-    #[error("payload is not valid utf-8")]
-    NotUtf8,
-    /// A token the grammar does not know, an unterminated literal or comment.
-    #[error("cannot read the statement: {0}")]
-    Syntax(String),
-    /// A statement form outside the grammar (DDL, SET, transaction control, SELECT, ...).
-    #[error("statement kind `{0}` is not allowed, only INSERT ... ON CONFLICT, DELETE and COPY FROM STDIN are")]
-    Forbidden(String),
-    /// A table outside the allowed set.
-    #[error("table {0} may not be written by this sender")]
-    TableNotAllowed(TableName),
-    /// Something other than a literal where a value belongs (function call, sub-select, cast, operator, ...).
-    #[error("only literal values are allowed: {0}")]
-    NotLiteral(String),
-    /// Shape errors: value count differs from column count, duplicate columns, `SET` not from `EXCLUDED`, ...
-    #[error("malformed statement: {0}")]
-    Malformed(String),
-}

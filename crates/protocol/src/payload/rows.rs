@@ -1,8 +1,7 @@
 //! The rows of one statement, held as `COPY` text format lines: the form PostgreSQL's `COPY FROM` reads, so a
 //! receiver hands a statement's rows to the database as they are instead of decoding and re-encoding each value.
 
-use super::Value;
-use super::copy::{decode_copy_field, push_copy_row};
+use super::copy::{Value, decode_copy_field, push_copy_row};
 
 /// Rows of equal width in `COPY` text format, one newline-terminated line each. Every line is valid by
 /// construction: pushed from values, or checked by the reader before it is kept.

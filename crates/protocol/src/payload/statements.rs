@@ -7,10 +7,13 @@
 
 use std::collections::BTreeSet;
 
+use super::copy::Value;
 use super::copy::check_copy_line;
+use super::error::{PayloadError, PayloadErrorKind, excerpt};
 use super::header::read_header;
 use super::lexer::{Kind, Lexer, syntax};
-use super::{Payload, PayloadError, PayloadErrorKind, Rows, Statement, TableName, Value, excerpt};
+use super::model::{Payload, Statement, TableName};
+use super::rows::Rows;
 
 /// Reads decompressed payload text, refusing any table outside `allowed`.
 pub fn read_sql(text: &str, allowed: &BTreeSet<TableName>) -> Result<Payload, PayloadError> {

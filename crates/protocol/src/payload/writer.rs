@@ -1,9 +1,10 @@
 //! Turns rows into payload chunks: gzip-compressed SQL scripts of bounded size, each readable on its own
 //! with `zcat` and runnable with `psql`.
 
+use super::copy::Value;
 use super::copy::push_copy_row;
 use super::envelope::seal;
-use super::{ColumnDecl, MAGIC_LINE, TableName, Value};
+use super::model::{ColumnDecl, MAGIC_LINE, TableName};
 use crate::sql::{push_literal, quote_ident};
 
 /// Writer settings.

@@ -1,6 +1,6 @@
 //! `clean() -> nil`: erase the shop's synced data and sync state, reinstall the sync schema.
 
-use super::{Call, Nothing, Params, Value, WireError};
+use super::call::{Call, Nothing, Params, Value, WireError};
 
 /// The `clean()` request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Answer, Call, Params, Value, WireError, int};
+use super::call::{Answer, Call, Params, Value, WireError, int};
 use crate::payload::TableName;
 use crate::policy::{Assignment, Policy};
 

@@ -1,6 +1,6 @@
 //! `diff(since) -> struct`: the shop's changes since a cursor, one bounded chunk per answer.
 
-use super::{Answer, Call, Members, Params, Value, WireError, structure};
+use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 
 /// The `diff(since)` request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! `setidstart(id) -> struct`: move the id sequences of the tables the shop writes into its range.
 
-use super::{Answer, Call, Members, Params, Value, WireError, structure};
+use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 
 /// The `setidstart(id)` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

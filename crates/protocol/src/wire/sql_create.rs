@@ -1,6 +1,6 @@
 //! `sql_create(sid, data) -> nil`: one gzip payload chunk for an upload session.
 
-use super::{Call, Nothing, Params, Value, WireError};
+use super::call::{Call, Nothing, Params, Value, WireError};
 
 /// The `sql_create(sid, data)` request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `sql_finish(sid) -> struct`: apply a session's chunks in one transaction; the same answer again for a
 //! finished session.
 
-use super::{Answer, Call, Members, Params, Value, WireError, structure};
+use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 
 /// The `sql_finish(sid)` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

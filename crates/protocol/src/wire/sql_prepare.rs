@@ -1,7 +1,7 @@
 //! `sql_prepare() -> int`: open an upload session. The sid is small (below 2^31) and travels as `<int>`, so
 //! that every client can send it back.
 
-use super::{Answer, Call, Params, Value, WireError, int};
+use super::call::{Answer, Call, Params, Value, WireError, int};
 
 /// The `sql_prepare()` request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

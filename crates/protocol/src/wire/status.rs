@@ -2,8 +2,8 @@
 //! One shape whether or not the shop database answers: when it does not, its members are empty and
 //! `database_error` says why.
 
+use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 use super::configure::{policy_members, read_policy};
-use super::{Answer, Call, Members, Params, Value, WireError, structure};
 use crate::policy::Assignment;
 
 /// The `status()` request.

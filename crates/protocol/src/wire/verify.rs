@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Answer, Call, Members, Params, Value, WireError, structure};
+use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 
 /// The `verify()` request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use protocol::wire::{Clean, Nothing};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
 use crate::store;
 

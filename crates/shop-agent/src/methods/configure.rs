@@ -9,9 +9,8 @@ use protocol::payload::TableName;
 use protocol::wire::Configure;
 use protocol::wire::configure::Fingerprint;
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::policy;
 use crate::store;
 
 /// Handles `configure(policy)`; the request was read and its lists checked by `protocol::wire::configure`.
@@ -19,7 +18,7 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
     let mut client = agent.db().await?;
     // Missing tables, tables without primary key and foreign-key cycles are refused before anything changes.
     let catalog = pgsync::Catalog::load(&*client, &new.policy.all()).await?;
-    let old = policy(&*client).await.ok();
+    let old = store::assignment(&*client).await.ok();
     let tx = client.transaction().await?;
     if let Some(old) = old {
         let still_sent: BTreeSet<TableName> = new.policy.to_office().into_iter().collect();

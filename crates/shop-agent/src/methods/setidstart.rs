@@ -4,9 +4,9 @@
 
 use protocol::wire::{IdRange, SetIdStart};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::policy;
+use crate::store;
 
 /// Handles `setidstart(id)`.
 pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result<IdRange, AgentError> {
@@ -14,7 +14,7 @@ pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result
         return Err(AgentError::BadParams("setidstart: id must be at least 1".into()));
     }
     let mut client = agent.db().await?;
-    let policy = policy(&*client).await?;
+    let policy = store::assignment(&*client).await?;
     let end = start.checked_add(policy.id_range - 1).ok_or_else(|| {
         AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range))
     })?;

@@ -6,20 +6,20 @@
 use protocol::payload::{ReadLimits, read_payload};
 use protocol::wire::{Nothing, SqlCreate};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::policy;
+use crate::store;
 use crate::{sessions, stream};
 
 /// Handles `sql_create(sid, data)`.
 pub async fn call(agent: &Agent, SqlCreate { sid, data }: SqlCreate) -> Result<Nothing, AgentError> {
     tracing::Span::current().record("sid", sid);
     if let Some(stream) = agent.streams.get(sid) {
-        stream::chunk(agent, &stream, &data).await?;
+        stream::chunk(&agent.streams, &agent.config.limits, &stream, &data).await?;
         return Ok(Nothing);
     }
     let mut client = agent.db().await?;
-    let policy = policy(&*client).await?;
+    let policy = store::assignment(&*client).await?;
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
         allowed_tables: policy.policy.shop_receives(),

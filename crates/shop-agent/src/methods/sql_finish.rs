@@ -5,21 +5,21 @@
 use protocol::payload::{ReadLimits, read_payload};
 use protocol::wire::{Finished, SqlFinish};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::policy;
+use crate::store;
 use crate::{sessions, stream, upload};
 
 /// Handles `sql_finish(sid)`.
 pub async fn call(agent: &Agent, SqlFinish { sid }: SqlFinish) -> Result<Finished, AgentError> {
     tracing::Span::current().record("sid", sid);
     if let Some(stream) = agent.streams.get(sid) {
-        let finished = stream::finish(agent, &stream).await?;
+        let finished = stream::finish(&agent.streams, &stream).await?;
         agent.metrics.exchanged();
         return Ok(finished);
     }
     let mut client = agent.db().await?;
-    let policy = policy(&*client).await?;
+    let policy = store::assignment(&*client).await?;
     let catalog = pgsync::Catalog::load(&*client, &policy.policy.all()).await?;
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,

@@ -5,15 +5,15 @@
 use protocol::wire::SqlPrepare;
 use protocol::wire::sql_prepare::Sid;
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::policy;
+use crate::store;
 use crate::{sessions, stream};
 
 /// Handles `sql_prepare()`.
 pub async fn call(agent: &Agent, _: SqlPrepare) -> Result<Sid, AgentError> {
     let client = agent.db().await?;
-    let policy = policy(&*client).await?;
+    let policy = store::assignment(&*client).await?;
     let open = sessions::open_count(&*client, true).await?;
     let max = agent.config.limits.concurrent_sessions;
     if open as u64 >= max {
@@ -26,7 +26,8 @@ pub async fn call(agent: &Agent, _: SqlPrepare) -> Result<Sid, AgentError> {
     tracing::Span::current().record("sid", sid);
     if streamed {
         let catalog = pgsync::Catalog::load(&*client, &policy.policy.all()).await?;
-        stream::open(agent, sid, policy, catalog).await?;
+        let (url, limits) = (&agent.config.database_url, &agent.config.limits);
+        stream::open(&agent.streams, &agent.tasks, url, limits, sid, policy, catalog).await?;
         tracing::info!("upload into empty tables: streamed");
     }
     Ok(Sid(sid))

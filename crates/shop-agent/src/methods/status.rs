@@ -4,9 +4,8 @@
 use protocol::wire::status::ShopState;
 use protocol::wire::{AgentStatus, Status};
 
-use crate::Agent;
+use crate::agent::Agent;
 use crate::error::AgentError;
-use crate::methods::OFFICE_ORIGIN;
 use crate::sessions;
 use crate::store::{self, keys};
 
@@ -14,7 +13,7 @@ use crate::store::{self, keys};
 pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
     let client = agent.db().await?;
     let acknowledged = store::get_state(&*client, keys::ACKNOWLEDGED).await?.and_then(|c| c.parse().ok());
-    let pending = pgsync::schema::pending_changes(&*client, acknowledged.as_ref(), Some(OFFICE_ORIGIN)).await?;
+    let pending = pgsync::schema::pending_changes(&*client, acknowledged.as_ref(), Some(store::OFFICE_ORIGIN)).await?;
     let open = sessions::open_count(&*client, false).await?;
     Ok((pending, open))
 }
@@ -36,7 +35,7 @@ async fn shop_state(agent: &Agent) -> Result<ShopState, AgentError> {
     let client = agent.db().await?;
     let (pending_changes, open_sessions) = gauges(agent).await?;
     let assignment = store::load_policy(&*client).await?;
-    let last_office_cursor = pgsync::peer_cursor::read(&*client, OFFICE_ORIGIN).await?.unwrap_or_default();
+    let last_office_cursor = pgsync::peer_cursor::read(&*client, store::OFFICE_ORIGIN).await?.unwrap_or_default();
     let deferred_rows = store::get_state(&*client, keys::DEFERRED).await?.and_then(|d| d.parse().ok()).unwrap_or(0);
     let schema_fingerprint = match &assignment {
         Some(a) => pgsync::Catalog::load(&*client, &a.policy.all()).await?.fingerprint(),
