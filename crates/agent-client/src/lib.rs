@@ -79,7 +79,7 @@ impl ClientError {
 
 impl From<WireError> for ClientError {
     fn from(e: WireError) -> Self {
-        ClientError::Protocol { method: e.method.into(), detail: e.detail }
+        ClientError::Protocol { method: e.method.into(), detail: e.what().to_string() }
     }
 }
 

@@ -76,10 +76,6 @@ pub async fn reinstall(client: &impl GenericClient) -> Result<()> {
 
 /// The identity cursors issued by this database carry.
 pub async fn identity(client: &impl GenericClient) -> Result<DbIdentity> {
-    let installed: bool = client.query_one("SELECT to_regclass('branchsync.meta') IS NOT NULL", &[]).await?.get(0);
-    if !installed {
-        return Err(Error::NotInstalled);
-    }
     let row = client
         .query_one(
             "SELECT (SELECT system_identifier FROM pg_control_system())::text, \
@@ -87,7 +83,12 @@ pub async fn identity(client: &impl GenericClient) -> Result<DbIdentity> {
                     (SELECT epoch FROM branchsync.meta)",
             &[],
         )
-        .await?;
+        .await
+        .map_err(|e| match e.code() {
+            // The only relation this query names is the sync schema's own: it is not installed.
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Error::NotInstalled,
+            _ => e.into(),
+        })?;
     let system: String = row.get(0);
     let epoch: Option<String> = row.get(2);
     Ok(DbIdentity {

@@ -112,6 +112,23 @@ pub async fn load_policy(client: &impl GenericClient) -> Result<Option<Assignmen
     Ok(Some(Assignment { branch: r.get(0), policy, id_range: r.get(5) }))
 }
 
+/// Every table the stored policy names that reads as a table name (none before `configure`); the names that do
+/// not are logged. For `clean`, which erases these tables and must work on a damaged record too.
+pub async fn stored_tables(client: &impl GenericClient) -> Result<Vec<TableName>, AgentError> {
+    let row = client
+        .query_opt("SELECT from_source || from_target || both_ways || initial FROM branchsync.shop_policy", &[])
+        .await?;
+    let names: Vec<String> = row.map(|r| r.get(0)).unwrap_or_default();
+    let (tables, unreadable): (Vec<_>, Vec<_>) = names.iter().partition(|t| TableName::parse(t).is_some());
+    if !unreadable.is_empty() {
+        tracing::warn!(
+            ?unreadable,
+            "the stored policy names tables that do not read as table names; they are left alone"
+        );
+    }
+    Ok(tables.into_iter().filter_map(|t| TableName::parse(t)).collect())
+}
+
 /// Replaces the stored policy.
 pub async fn save_policy(client: &impl GenericClient, a: &Assignment) -> Result<(), AgentError> {
     let text = |list: &[TableName]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();

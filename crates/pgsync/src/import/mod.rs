@@ -223,7 +223,7 @@ fn path<'a>(
 }
 
 /// Imports `payloads` in a transaction of its own and commits it: for tools and tests, through the same session
-/// the agent and the controller use.
+/// the agent and the controller use. `options` decide as everywhere: a replacing upload needs `accept_replace`.
 pub async fn apply(
     client: &mut Client,
     catalog: &Catalog,

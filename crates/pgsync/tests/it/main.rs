@@ -3,5 +3,6 @@
 
 mod apply;
 mod capture;
+mod migrate;
 mod roundtrip;
 mod support;

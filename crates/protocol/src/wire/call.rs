@@ -7,12 +7,20 @@ pub use dxr::Value;
 
 /// A request or an answer that is not what protocol v1 says.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{method}: {detail}")]
+#[error("{method}{detail}")]
 pub struct WireError {
     /// The method.
     pub method: &'static str,
-    /// What was wrong, in words that say what to send instead.
+    /// What was wrong, in words that say what to send instead, beginning with its separator from the method
+    /// name (`": ..."`, or `" takes ..."`).
     pub detail: String,
+}
+
+impl WireError {
+    /// What was wrong, without the separator from the method name.
+    pub fn what(&self) -> &str {
+        self.detail.trim_start_matches(':').trim_start()
+    }
 }
 
 /// One method of protocol v1: its request type, with the name it travels under and the answer it gets.
@@ -81,16 +89,16 @@ impl Params {
         if self.values.len() == n {
             Ok(())
         } else {
-            Err(self.error(format!("takes {n} parameter(s), got {}", self.values.len())))
+            Err(self.error(format!(" takes {n} parameter(s), got {}", self.values.len())))
         }
     }
 
     fn get(&self, index: usize) -> Result<&Value, WireError> {
-        self.values.get(index).ok_or_else(|| self.error(format!("missing parameter {}", index + 1)))
+        self.values.get(index).ok_or_else(|| self.error(format!(" is missing parameter {}", index + 1)))
     }
 
     fn wrong(&self, index: usize, name: &str, expected: &str) -> WireError {
-        self.error(format!("parameter {} ({name}) must be {expected}", index + 1))
+        self.error(format!(": parameter {} ({name}) must be {expected}", index + 1))
     }
 
     /// A 64-bit integer (`i8`, `i4` or a decimal string).
@@ -142,12 +150,12 @@ impl Members {
     pub(crate) fn of(method: &'static str, value: Value) -> Result<Members, WireError> {
         match value {
             Value::Struct(members) => Ok(Members { method, members }),
-            _ => Err(WireError { method, detail: "expected a struct".into() }),
+            _ => Err(WireError { method, detail: ": expected a struct".into() }),
         }
     }
 
     fn missing(&self, name: &str, what: &str) -> WireError {
-        WireError { method: self.method, detail: format!("expected member {name} ({what})") }
+        WireError { method: self.method, detail: format!(": expected member {name} ({what})") }
     }
 
     /// Whether the struct has member `name`.

@@ -36,14 +36,14 @@ impl Call for Configure {
         if let Some(key) =
             s.keys().find(|k| k.as_str() != "branch" && k.as_str() != "id_range" && !LISTS.contains(&k.as_str()))
         {
-            return Err(error(format!("unknown policy member {:?}", key.chars().take(40).collect::<String>())));
+            return Err(error(format!(": unknown policy member {:?}", key.chars().take(40).collect::<String>())));
         }
         let branch = match s.get("branch") {
             Some(Value::String(b)) if !b.trim().is_empty() && b.len() <= 200 => b.clone(),
-            _ => return Err(error("policy member branch must be a non-empty string".into())),
+            _ => return Err(error(": policy member branch must be a non-empty string".into())),
         };
         let (policy, id_range) = read_policy(METHOD, s)?;
-        policy.check().map_err(|e| error(e.to_string()))?;
+        policy.check().map_err(|e| error(format!(": {e}")))?;
         Ok(Configure(Assignment { branch, policy, id_range }))
     }
 }
@@ -56,7 +56,7 @@ impl Answer for Fingerprint {
     fn from_value(method: &'static str, value: Value) -> Result<Self, WireError> {
         match value {
             Value::String(fp) => Ok(Fingerprint(fp)),
-            _ => Err(WireError { method, detail: "expected a fingerprint string".into() }),
+            _ => Err(WireError { method, detail: ": expected a fingerprint string".into() }),
         }
     }
 }
@@ -83,18 +83,17 @@ pub(crate) fn read_policy(method: &'static str, s: &BTreeMap<String, Value>) -> 
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => {
-                        TableName::parse(s).ok_or_else(|| error(format!("{member}: {s:?} is not a table name")))
+                        TableName::parse(s).ok_or_else(|| error(format!(": {member}: {s:?} is not a table name")))
                     }
-                    _ => Err(error(format!("policy member {member} must be an array of table names"))),
+                    _ => Err(error(format!(": policy member {member} must be an array of table names"))),
                 })
                 .collect(),
-            Some(_) => Err(error(format!("policy member {member} must be an array of table names"))),
+            Some(_) => Err(error(format!(": policy member {member} must be an array of table names"))),
         }
     };
-    let id_range =
-        s.get("id_range").and_then(int).filter(|r| *r > 0).ok_or_else(|| {
-            error("policy member id_range must be a positive integer (i4, i8 or decimal string)".into())
-        })?;
+    let id_range = s.get("id_range").and_then(int).filter(|r| *r > 0).ok_or_else(|| {
+        error(": policy member id_range must be a positive integer (i4, i8 or decimal string)".into())
+    })?;
     let policy = Policy {
         from_source: tables("from_source")?,
         from_target: tables("from_target")?,

@@ -51,10 +51,10 @@ impl Answer for IdRange {
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    _ => Err(WireError { method, detail: "expected sequence names as strings".into() }),
+                    _ => Err(WireError { method, detail: ": expected sequence names as strings".into() }),
                 })
                 .collect::<Result<_, _>>()?,
-            _ => return Err(WireError { method, detail: "expected member sequences (an array)".into() }),
+            _ => return Err(WireError { method, detail: ": expected member sequences (an array)".into() }),
         };
         Ok(IdRange { start, end, sequences })
     }

@@ -33,6 +33,6 @@ impl Answer for Sid {
     }
 
     fn from_value(method: &'static str, value: Value) -> Result<Self, WireError> {
-        int(&value).map(Sid).ok_or_else(|| WireError { method, detail: "expected an integer sid".into() })
+        int(&value).map(Sid).ok_or_else(|| WireError { method, detail: ": expected an integer sid".into() })
     }
 }

@@ -118,7 +118,7 @@ impl Answer for AgentStatus {
                     Some(Assignment { branch, policy, id_range })
                 }
                 Some(Value::String(s)) if s.is_empty() => None,
-                _ => return Err(WireError { method, detail: "expected member policy (a struct or \"\")".into() }),
+                _ => return Err(WireError { method, detail: ": expected member policy (a struct or \"\")".into() }),
             };
             Ok(ShopState {
                 assignment,

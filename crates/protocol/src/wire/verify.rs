@@ -44,7 +44,7 @@ impl Answer for BTreeMap<String, TableSum> {
 
     fn from_value(method: &'static str, value: Value) -> Result<Self, WireError> {
         let Value::Struct(tables) = value else {
-            return Err(WireError { method, detail: "expected a struct".into() });
+            return Err(WireError { method, detail: ": expected a struct".into() });
         };
         tables
             .into_iter()

@@ -12,12 +12,13 @@ pub async fn call(agent: &Agent, _: Clean) -> Result<Nothing, AgentError> {
     // A streamed upload holds locks on the tables erased below: roll it back first.
     agent.streams.abandon_all();
     let mut client = agent.db().await?;
-    let policy = store::load_policy(&*client).await?;
+    // Even a stored policy that no longer reads whole names the tables to erase: `clean` is how it is repaired.
+    let synced = store::stored_tables(&*client).await?;
     let tx = client.transaction().await?;
     // Dropping the schema first removes the capture triggers, so the erase below is not captured.
     pgsync::schema::reinstall(&tx).await?;
-    if let Some(policy) = policy {
-        let catalog = pgsync::Catalog::load(&tx, &policy.policy.all()).await?;
+    if !synced.is_empty() {
+        let catalog = pgsync::Catalog::load(&tx, &synced).await?;
         for table in catalog.tables().iter().rev() {
             tx.batch_execute(&format!("DELETE FROM {}", table.name.quoted())).await?;
         }

@@ -20,26 +20,43 @@ pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
 
 /// Handles `status()`.
 pub async fn call(agent: &Agent, _: Status) -> Result<AgentStatus, AgentError> {
-    let last_error = agent.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+    let mut last_error = agent.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+    let database = match shop_state(agent).await {
+        Ok((state, problem)) => {
+            // A damaged policy record is not a database that is down: say what is wrong instead.
+            if let Some(problem) = problem {
+                last_error = problem;
+            }
+            Ok(state)
+        }
+        Err(e) => Err(e.fault_string()),
+    };
     Ok(AgentStatus {
         version: env!("CARGO_PKG_VERSION").into(),
         protocol: protocol::methods::PROTOCOL_VERSION.into(),
         uptime_seconds: agent.started.elapsed().as_secs() as i64,
         last_exchange_unix: agent.metrics.last_exchange(),
         last_error,
-        database: shop_state(agent).await.map_err(|e| e.fault_string()),
+        database,
     })
 }
 
-async fn shop_state(agent: &Agent) -> Result<ShopState, AgentError> {
+/// The shop database's side of the status, and what is wrong with the stored policy if it does not read.
+async fn shop_state(agent: &Agent) -> Result<(ShopState, Option<String>), AgentError> {
     let client = agent.db().await?;
     let (pending_changes, open_sessions) = gauges(agent).await?;
-    let assignment = store::load_policy(&*client).await?;
+    let (assignment, problem) = match store::load_policy(&*client).await {
+        Ok(assignment) => (assignment, None),
+        Err(e @ AgentError::Internal(_)) => (None, Some(format!("status: {}", e.fault_string()))),
+        Err(e) => return Err(e),
+    };
     let last_office_cursor = pgsync::peer_cursor::read(&*client, store::OFFICE_ORIGIN).await?.unwrap_or_default();
     let deferred_rows = store::get_state(&*client, keys::DEFERRED).await?.and_then(|d| d.parse().ok()).unwrap_or(0);
     let schema_fingerprint = match &assignment {
         Some(a) => pgsync::Catalog::load(&*client, &a.policy.all()).await?.fingerprint(),
         None => String::new(),
     };
-    Ok(ShopState { assignment, schema_fingerprint, last_office_cursor, pending_changes, deferred_rows, open_sessions })
+    let state =
+        ShopState { assignment, schema_fingerprint, last_office_cursor, pending_changes, deferred_rows, open_sessions };
+    Ok((state, problem))
 }
