@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries, started as a user would start them, against throwaway clusters.
 
 mod agent_cli;
+mod architecture;
 mod crash;
 mod demo;
 mod flows;

@@ -13,7 +13,7 @@ use office_controller::config::{Config, SyncConfig};
 use testbed::sample::{self, OfficeData, Rng};
 use tokio_postgres::Client;
 
-use crate::{Env, Line, Results, Sizes};
+use crate::setup::{Env, Line, Results, Sizes};
 
 fn config(office_url: &str) -> Config {
     Config {

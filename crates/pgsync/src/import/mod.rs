@@ -204,7 +204,7 @@ impl<'c> ImportSession<'c> {
 fn path<'a>(
     options: &'a ImportOptions,
     fresh: &BTreeSet<TableName>,
-    table: &crate::TableInfo,
+    table: &crate::catalog::TableInfo,
     payload: &Payload,
 ) -> Path<'a> {
     let guard = match &options.guard {
