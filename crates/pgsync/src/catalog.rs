@@ -125,6 +125,33 @@ impl Catalog {
     }
 }
 
+/// Refuses the first table the connected role may not write (`INSERT`, `UPDATE`, `DELETE`: the tables the peer
+/// writes here) or capture changes on (`SELECT`, `TRIGGER`: the tables this side sends).
+pub async fn check_privileges(
+    client: &impl GenericClient,
+    written: &[TableName],
+    captured: &[TableName],
+) -> Result<()> {
+    for (tables, privileges, need) in
+        [(written, "INSERT, UPDATE, DELETE", "write"), (captured, "SELECT, TRIGGER", "capture changes on")]
+    {
+        for table in tables {
+            // Each privilege must be held: has_table_privilege with a list answers whether any one is.
+            let missing: bool = client
+                .query_one(
+                    "SELECT NOT bool_and(has_table_privilege($1::text::regclass, p)) FROM unnest(string_to_array($2, ', ')) p",
+                    &[&table.quoted(), &privileges],
+                )
+                .await?
+                .get(0);
+            if missing {
+                return Err(Error::NotWritable { table: table.clone(), need });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Everything about the requested tables, a row each: columns, primary key, foreign keys and owned sequences.
 const CATALOG_SQL: &str = "
 SELECT n.nspname::text, c.relname::text,

@@ -25,6 +25,14 @@ pub enum Error {
     /// The synced tables' foreign keys form a cycle, so no apply order exists.
     #[error("foreign keys form a cycle between {0}, make one of them deferrable or take a table out of the policy")]
     ForeignKeyCycle(String),
+    /// The role may not do what syncing a table needs (write the rows the peer sends, or capture changes).
+    #[error("this database role may not {need} table {table}: grant it, or take the table out of the policy")]
+    NotWritable {
+        /// The table.
+        table: TableName,
+        /// What it may not do (`write`, `capture changes on`).
+        need: &'static str,
+    },
     /// The sync schema is not installed in this database.
     #[error("the sync schema is not installed in this database, initialise it first")]
     NotInstalled,

@@ -22,6 +22,8 @@ pub enum FaultCode {
     IdRangeConflict = 500,
     /// The shop has not been configured with a policy yet.
     NotConfigured = 501,
+    /// The policy names a table the agent's role may not write or capture; the message names it.
+    NotWritable = 502,
     /// A configured limit was exceeded; the message names it.
     LimitExceeded = 600,
     /// The shop database cannot be reached.
@@ -32,7 +34,7 @@ pub enum FaultCode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 12] = [
+    pub const ALL: [FaultCode; 13] = [
         FaultCode::BadParams,
         FaultCode::NotAllowed,
         FaultCode::UnknownMethod,
@@ -42,6 +44,7 @@ impl FaultCode {
         FaultCode::CursorRefused,
         FaultCode::IdRangeConflict,
         FaultCode::NotConfigured,
+        FaultCode::NotWritable,
         FaultCode::LimitExceeded,
         FaultCode::DatabaseUnavailable,
         FaultCode::Internal,

@@ -25,6 +25,19 @@ pub enum PolicyError {
     /// A table assigned twice: its direction would be ambiguous.
     #[error("table {0} is in more than one list")]
     TwoLists(TableName),
+    /// A table of a schema that is never synced: PostgreSQL's own (`pg_*`, `information_schema`) or the sync
+    /// schema, whose change log and cursors each side keeps for itself.
+    #[error("table {0} is in a system or sync schema, which is never synced: take it out of the policy")]
+    Reserved(TableName),
+}
+
+/// The schema of the sync bookkeeping on both sides.
+pub const SYNC_SCHEMA: &str = "branchsync";
+
+/// Whether tables of `schema` can never be synced: PostgreSQL reserves every `pg_` schema (`pg_catalog`,
+/// `pg_toast`, the temporary schemas) and `information_schema`, and the sync schema belongs to each side alone.
+pub fn is_reserved_schema(schema: &str) -> bool {
+    schema.starts_with("pg_") || schema == "information_schema" || schema == SYNC_SCHEMA
 }
 
 impl Policy {
@@ -60,8 +73,11 @@ impl Policy {
         self.all().into_iter().collect()
     }
 
-    /// Refuses a policy that assigns a table twice.
+    /// Refuses a policy that assigns a table twice or names a table of a reserved schema.
     pub fn check(&self) -> Result<(), PolicyError> {
+        if let Some(t) = self.all().into_iter().find(|t| is_reserved_schema(&t.schema)) {
+            return Err(PolicyError::Reserved(t));
+        }
         let mut seen = BTreeSet::new();
         match self.all().into_iter().find(|t| !seen.insert(t.clone())) {
             Some(t) => Err(PolicyError::TwoLists(t)),
@@ -101,7 +117,11 @@ mod tests {
         assert_eq!(p.to_shop(), vec![t("product"), t("person")]);
         assert_eq!(p.to_shop_initially(), vec![t("product"), t("person"), t("parameter")]);
         assert_eq!(p.check(), Ok(()));
-        let twice = Policy { both: vec![t("person"), t("sale")], ..p };
+        let twice = Policy { both: vec![t("person"), t("sale")], ..p.clone() };
         assert_eq!(twice.check(), Err(PolicyError::TwoLists(t("sale"))));
+        for reserved in ["pg_catalog.pg_authid", "information_schema.tables", "branchsync.change_log", "pg_toast.x"] {
+            let bad = Policy { from_source: vec![t(reserved)], ..p.clone() };
+            assert_eq!(bad.check(), Err(PolicyError::Reserved(t(reserved))), "{reserved}");
+        }
     }
 }

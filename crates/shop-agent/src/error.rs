@@ -89,6 +89,7 @@ impl AgentError {
                     FaultCode::SchemaMismatch
                 }
                 S::Cursor(_) => FaultCode::CursorRefused,
+                S::NotWritable { .. } => FaultCode::NotWritable,
                 S::Unavailable(_) => FaultCode::DatabaseUnavailable,
                 S::NotInstalled => FaultCode::NotConfigured,
                 S::Internal(_) => FaultCode::Internal,

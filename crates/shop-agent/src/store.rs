@@ -84,7 +84,8 @@ pub async fn install_shop_tables(client: &impl GenericClient) -> Result<(), Agen
 fn names(list: Vec<String>) -> Result<Vec<TableName>, AgentError> {
     list.iter()
         .map(|t| {
-            TableName::parse(t).ok_or_else(|| {
+            // Re-checked on every read: a record written around `configure` never reaches a system table.
+            TableName::parse(t).filter(|t| !protocol::policy::is_reserved_schema(&t.schema)).ok_or_else(|| {
                 AgentError::Internal(format!(
                     "the stored policy names {:?}, which is not a table name: call configure again",
                     t.chars().take(80).collect::<String>()
@@ -119,11 +120,14 @@ pub async fn stored_tables(client: &impl GenericClient) -> Result<Vec<TableName>
         .query_opt("SELECT from_source || from_target || both_ways || initial FROM branchsync.shop_policy", &[])
         .await?;
     let names: Vec<String> = row.map(|r| r.get(0)).unwrap_or_default();
-    let (tables, unreadable): (Vec<_>, Vec<_>) = names.iter().partition(|t| TableName::parse(t).is_some());
+    // A name of a reserved schema (a record written around `configure`) is never erased.
+    let (tables, unreadable): (Vec<_>, Vec<_>) = names
+        .iter()
+        .partition(|t| TableName::parse(t).is_some_and(|t| !protocol::policy::is_reserved_schema(&t.schema)));
     if !unreadable.is_empty() {
         tracing::warn!(
             ?unreadable,
-            "the stored policy names tables that do not read as table names; they are left alone"
+            "the stored policy names tables that are not table names or lie in a system or sync schema; they are left alone"
         );
     }
     Ok(tables.into_iter().filter_map(|t| TableName::parse(t)).collect())

@@ -11,6 +11,7 @@
 //! build from the catalog: an upsert on the primary key, or a delete by key.
 
 mod conflicts;
+mod pending;
 mod prune;
 mod report;
 mod stage;
@@ -179,9 +180,14 @@ impl<'c> ImportSession<'c> {
                 .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
             let path = path(&self.options, &self.fresh, table, payload);
             let counts = self.imported.report.counts(&table.name);
-            statement::apply(tx, &mut self.stages, table, statement, path, counts)
-                .await
-                .map_err(|e| rejected(e, number, s + 1))?;
+            statement::apply(tx, &mut self.stages, table, statement, path, counts).await.map_err(|e| {
+                // A write the role may not do is the policy's problem, and says which table.
+                if e.sqlstate() == Some("42501") {
+                    Error::NotWritable { table: table.name.clone(), need: "write" }
+                } else {
+                    rejected(e, number, s + 1)
+                }
+            })?;
         }
         self.imported.chunks = number;
         Ok(())
@@ -190,7 +196,11 @@ impl<'c> ImportSession<'c> {
     /// After the last chunk: deletes what a replacing upload did not carry and records the carried cursor (with
     /// [`ImportOptions::record_peer_cursor`]), in `tx`, which the caller commits.
     pub async fn finish(mut self, tx: &Transaction<'_>) -> Result<Imported> {
-        self.imported.report.merge(prune::prune_unseen(tx, self.catalog, &self.replaced).await?);
+        let deferred = match &self.options.guard {
+            Guard::Defer(tables) => tables.clone(),
+            _ => BTreeSet::new(),
+        };
+        self.imported.report.merge(prune::prune_unseen(tx, self.catalog, &self.replaced, &deferred).await?);
         if self.options.record_peer_cursor
             && let Some(cursor) = &self.imported.cursor
         {

@@ -2,10 +2,11 @@
 //! upsert, or a delete by key) with the guard its table has on this side.
 
 use protocol::payload::Statement;
-use protocol::sql::{quote_ident, quote_literal};
+use protocol::sql::quote_ident;
 use tokio_postgres::Transaction;
 
 use super::conflicts::{self, ConflictCheck, Rule};
+use super::pending::pending_local_of;
 use super::prune;
 use super::report::TableCounts;
 use super::stage::{self, Stages};
@@ -134,14 +135,9 @@ pub(crate) async fn apply(
     }
 }
 
-/// The condition "this staged key has local changes the peer has not acknowledged".
+/// [`pending_local_of`] the staged row `s`.
 fn pending_local(table: &TableInfo) -> String {
-    let key: Vec<String> = table.primary_key.iter().map(|c| format!("s.{}::text", quote_ident(c))).collect();
-    format!(
-        "EXISTS (SELECT 1 FROM branchsync.change_log cl WHERE cl.tbl = {} AND cl.pk = ARRAY[{}] AND cl.origin = '')",
-        quote_literal(&table.name.to_string()),
-        key.join(", ")
-    )
+    pending_local_of(table, "s")
 }
 
 async fn deferred_count(tx: &Transaction<'_>, table: &TableInfo, stage: &str) -> Result<u64> {

@@ -18,6 +18,7 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
     let mut client = agent.db().await?;
     // Missing tables, tables without primary key and foreign-key cycles are refused before anything changes.
     let catalog = pgsync::Catalog::load(&*client, &new.policy.all()).await?;
+    pgsync::catalog::check_privileges(&*client, &new.policy.to_shop_initially(), &new.policy.to_office()).await?;
     let old = store::assignment(&*client).await.ok();
     let tx = client.transaction().await?;
     if let Some(old) = old {

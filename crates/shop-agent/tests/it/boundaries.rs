@@ -1,0 +1,151 @@
+//! Trust boundaries at the agent: what a policy may name. Each refusal is a fault, nothing is stored or
+//! touched, and the agent goes on serving.
+
+use std::process::Command;
+
+use protocol::fault::FaultCode;
+use shop_agent::config::Limits;
+
+use crate::support::*;
+
+fn hostile(phase: &str, agent: &TestAgent) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/hostile.py");
+    let out =
+        Command::new("python3").args([script, phase, &agent.base, OFFICE_PASSWORD]).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "python {phase} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not json ({e}): {stdout}"))
+}
+
+async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_refuses_system_and_sync_tables_and_stores_nothing() {
+    let (agent, shop) = configured_shop("policy_reserved", Limits::default()).await;
+    shop.batch_execute(
+        "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES (1, now(), 5, 'done', gen_random_uuid())",
+    )
+    .await
+    .unwrap();
+    let roles = count(&shop, "SELECT count(*) FROM pg_authid").await;
+    let log = count(&shop, "SELECT count(*) FROM branchsync.change_log").await;
+    let stored = || async {
+        shop.query_one("SELECT from_source, from_target, both_ways, initial FROM branchsync.shop_policy", &[])
+            .await
+            .unwrap()
+    };
+    let before: Vec<Vec<String>> = {
+        let r = stored().await;
+        (0..4).map(|i| r.get(i)).collect()
+    };
+
+    let out = tokio::task::block_in_place(|| hostile("policy", &agent));
+    for attempt in [
+        "pg_authid_from_source",
+        "pg_class_initial",
+        "change_log_from_source",
+        "change_log_from_target",
+        "shop_policy_both",
+        "information_schema",
+        "toast",
+    ] {
+        assert_eq!(out[attempt], FaultCode::BadParams.code(), "{attempt}: {out}");
+    }
+    assert_eq!(out["still_up"], true);
+    let after: Vec<Vec<String>> = {
+        let r = stored().await;
+        (0..4).map(|i| r.get(i)).collect()
+    };
+    assert_eq!(after, before, "the stored policy is unchanged");
+    assert_eq!(count(&shop, "SELECT count(*) FROM pg_authid").await, roles);
+    assert_eq!(
+        count(&shop, "SELECT count(*) FROM branchsync.change_log").await,
+        log,
+        "the unsent sale is still logged"
+    );
+    let triggers = count(
+        &shop,
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'branchsync.change_log'::regclass AND NOT tgisinternal",
+    )
+    .await;
+    assert_eq!(triggers, 0, "no capture on the change log itself");
+    // A till sale still goes through.
+    shop.batch_execute(
+        "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES (2, now(), 5, 'done', gen_random_uuid())",
+    )
+    .await
+    .unwrap();
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn configure_refuses_a_table_the_agents_role_may_not_write_and_names_it() {
+    let (url, shop) = database("policy_grants", false).await;
+    let role = format!("limited_{}", url.rsplit('=').next().unwrap());
+    shop.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE {db} TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON product, person, parameter TO {role};
+         GRANT SELECT, INSERT, UPDATE ON service TO {role};
+         GRANT SELECT, TRIGGER ON sale, sale_item, payment, person TO {role};",
+        db = url.rsplit('=').next().unwrap()
+    ))
+    .await
+    .unwrap();
+    let limited_url = url.replace("user=postgres", &format!("user={role}"));
+    let agent = TestAgent::start(&limited_url, Limits::default()).await;
+    let client = agent.office();
+    let err = client.configure(&retail("grants")).await.unwrap_err();
+    assert_eq!(err.fault(), Some(FaultCode::NotWritable), "{err}");
+    assert!(err.to_string().contains("public.service"), "{err}");
+    assert_eq!(count(&shop, "SELECT count(*) FROM branchsync.shop_policy").await, 0, "nothing stored");
+    assert!(client.status().await.is_ok(), "the agent is still up");
+    shop.batch_execute(&format!("GRANT DELETE ON service TO {role}")).await.unwrap();
+    client.configure(&retail("grants")).await.unwrap();
+    agent.stop().await;
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+async fn upload(client: &agent_client::AgentClient, sql: &str) -> protocol::wire::Finished {
+    let sid = client.sql_prepare().await.unwrap();
+    client.sql_create(sid, gzip(sql)).await.unwrap();
+    client.sql_finish(sid).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_replacing_upload_never_deletes_a_customer_the_office_has_not_pulled_yet() {
+    let (agent, shop) = configured_shop("replace_deferred", Limits::default()).await;
+    let client = agent.office();
+    upload(
+        &client,
+        "INSERT INTO person (id, name) VALUES (1, 'office one'), (2, 'office two') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;",
+    )
+    .await;
+    // At the till: a new customer, and an edit of one the office sent; neither has been pulled.
+    shop.batch_execute("INSERT INTO person (id, name) VALUES (3, 'new at the shop'); UPDATE person SET name = 'edited at the shop' WHERE id = 2")
+        .await
+        .unwrap();
+    let pending = pending_changes(&client).await;
+    assert_eq!(pending, 2);
+
+    // The office's complete synchronisation carries only customer 1.
+    let finished = upload(
+        &client,
+        "-- replace: public.person\nINSERT INTO person (id, name) VALUES (1, 'office one') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;",
+    )
+    .await;
+    let names: Vec<String> =
+        shop.query("SELECT name FROM person ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["office one", "edited at the shop", "new at the shop"]);
+    assert_eq!(finished.deleted, 0);
+    assert_eq!(finished.deferred, 2);
+    assert_eq!(pending_changes(&client).await, pending, "the shop's changes still wait for the office");
+    agent.stop().await;
+}

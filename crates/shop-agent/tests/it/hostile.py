@@ -1,0 +1,43 @@
+"""A hostile third party with Python's standard xmlrpc.client: configure policies naming system and sync tables.
+
+Usage: hostile.py policy BASE_URL OFFICE_PASSWORD
+Prints one JSON object: the fault code each attempt got, and whether the agent still answers.
+"""
+import json
+import sys
+import xmlrpc.client
+
+phase, base, office_pw = sys.argv[1:4]
+host = base.split("://", 1)[1]
+office = xmlrpc.client.ServerProxy(f"http://office:{office_pw}@{host}/RPC2", allow_none=True)
+out = {}
+
+if phase == "policy":
+    retail = {
+        "branch": "hostile",
+        "from_source": ["public.product", "public.service"],
+        "from_target": ["public.sale", "public.sale_item", "public.payment"],
+        "both": ["public.person"],
+        "initial": ["public.parameter"],
+        "id_range": "1000000000000",
+    }
+    attempts = {
+        "pg_authid_from_source": ("from_source", "pg_catalog.pg_authid"),
+        "pg_class_initial": ("initial", "pg_catalog.pg_class"),
+        "change_log_from_source": ("from_source", "branchsync.change_log"),
+        "change_log_from_target": ("from_target", "branchsync.change_log"),
+        "shop_policy_both": ("both", "branchsync.shop_policy"),
+        "information_schema": ("initial", "information_schema.tables"),
+        "toast": ("from_source", "pg_toast.pg_toast_1255"),
+    }
+    for name, (member, table) in attempts.items():
+        policy = dict(retail)
+        policy[member] = retail[member] + [table]
+        try:
+            office.configure(policy)
+            out[name] = 0
+        except xmlrpc.client.Fault as f:
+            out[name] = f.faultCode
+    out["still_up"] = office.status()["database_ok"]
+
+print(json.dumps(out))
