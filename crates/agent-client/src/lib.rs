@@ -203,7 +203,8 @@ impl AgentClient {
             Ok(f) => Err(ClientError::Fault {
                 method: method.into(),
                 code: f.fault.code(),
-                message: f.fault.string().into(),
+                // A peer's text: capped before anyone logs, stores or renders it.
+                message: protocol::text::capped(f.fault.string(), protocol::text::MAX_FAULT_CHARS),
             }),
             // dxr's parse errors hold the whole body: say only how large it was.
             Err(_) => Err(ClientError::Protocol {

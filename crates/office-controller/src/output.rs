@@ -20,8 +20,14 @@ impl Output {
     }
 }
 
-/// Renders rows as a plain text table with a header.
+/// The widest a cell is shown; longer text (a peer's message, say) is cut, so that any input renders.
+const MAX_CELL_CHARS: usize = 300;
+
+/// Renders rows as a plain text table with a header. Cells are capped and shown on one line.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cell = |c: &String| protocol::text::capped(&c.replace(['\n', '\r', '\t'], " "), MAX_CELL_CHARS);
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

@@ -152,12 +152,16 @@ pub struct LogEntry<'a> {
     pub message: &'a str,
 }
 
+/// The longest message kept in the sync log or as a branch's last error: it may hold a peer's text.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
 /// Appends a sync-log row.
 pub async fn log(client: &impl GenericClient, e: LogEntry<'_>) -> Result<()> {
+    let message = protocol::text::capped(e.message, MAX_MESSAGE_CHARS);
     client
         .execute(
             "INSERT INTO branchsync.sync_log (branch, tbl, direction, rows, bytes, result, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&e.branch, &e.table, &e.direction, &e.rows, &e.bytes, &e.result, &e.message],
+            &[&e.branch, &e.table, &e.direction, &e.rows, &e.bytes, &e.result, &message],
         )
         .await
         .context("cannot write the sync log")?;
@@ -251,6 +255,7 @@ pub async fn mark_attempt(client: &impl GenericClient, branch: &str, error: Opti
             "UPDATE branchsync.branch_synchronization SET last_attempt = now(), last_error = $2 WHERE branch = $1"
         }
     };
+    let error = error.map(|e| protocol::text::capped(e, MAX_MESSAGE_CHARS));
     client.execute(sql, &[&branch, &error]).await.context("cannot record the attempt")?;
     Ok(())
 }

@@ -9,4 +9,5 @@ pub mod payload;
 pub mod policy;
 pub mod schema;
 pub mod sql;
+pub mod text;
 pub mod wire;

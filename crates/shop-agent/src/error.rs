@@ -107,17 +107,6 @@ impl AgentError {
             }
             other => other.to_string(),
         };
-        truncate(&text, 400)
+        protocol::text::capped(&text, protocol::text::MAX_FAULT_CHARS)
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
 }

@@ -120,6 +120,27 @@ async fn may_set_replication_role(office: &Client) -> Result<bool> {
     Ok(office.query_one("SELECT has_parameter_privilege('session_replication_role', 'SET')", &[]).await?.get(0))
 }
 
+/// The longest cursor the office takes from a shop: a snapshot lists the transactions in progress, so a real one
+/// stays far below this.
+const MAX_CURSOR_BYTES: usize = 64 * 1024;
+
+/// Refuses an answer whose cursor the office would send back or record without being one: too long, or, for the
+/// last answer of a loop (whose cursor becomes the pull cursor), not a cursor at all.
+fn check_cursor(answer: &DiffAnswer) -> Result<()> {
+    let shown = || protocol::text::capped(&answer.cursor, 80);
+    if answer.cursor.len() > MAX_CURSOR_BYTES {
+        anyhow::bail!(
+            "the shop sent a cursor of {} bytes ({}); nothing of its answer was applied",
+            answer.cursor.len(),
+            shown()
+        );
+    }
+    if !answer.more && answer.cursor.parse::<Cursor>().is_err() {
+        anyhow::bail!("the shop's last answer carries {:?}, which is not a cursor; nothing of it was applied", shown());
+    }
+    Ok(())
+}
+
 /// How the office takes one `diff` answer in.
 struct Take<'a> {
     catalog: &'a Catalog,
@@ -138,6 +159,7 @@ impl Take<'_> {
         branch: &str,
         answer: &DiffAnswer,
     ) -> Result<Vec<(protocol::payload::TableName, u64, u64)>> {
+        check_cursor(answer)?;
         let payload = read_payload(&answer.data, self.limits)
             .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
         if self.dry_run {

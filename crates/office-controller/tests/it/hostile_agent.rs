@@ -1,0 +1,181 @@
+//! The real controller against a fake agent that answers with hostile content: a fault string of half a million
+//! characters, a junk cursor of a megabyte. The sync fails with a clear error, nothing is applied or recorded as
+//! progress, every stored and rendered text is bounded, and nothing panics.
+
+use std::sync::Arc;
+
+use dxr::{Fault, FaultResponse, MethodResponse};
+use office_controller::commands::{self, sync::SyncArgs};
+use office_controller::config::{Config, PolicyConfig, SyncConfig};
+use protocol::wire::status::ShopState;
+use protocol::wire::{AgentStatus, Answer, DiffAnswer};
+use testbed::sample::{self, policy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the fake agent answers to `diff`.
+#[derive(Clone)]
+enum Diff {
+    Fault(String),
+    Answer(DiffAnswer),
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Serves `status` truthfully enough and `diff` as told, one request per connection.
+async fn fake_agent(diff: Diff) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let diff = Arc::new(diff);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let diff = diff.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Headers, then as much body as Content-Length says.
+                let body_len = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break end + 4 + length;
+                    }
+                };
+                while request.len() < body_len {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&request);
+                let xml = if text.contains("<methodName>status</methodName>") {
+                    let status = AgentStatus {
+                        version: "0.0.0-fake".into(),
+                        protocol: 1,
+                        uptime_seconds: 1,
+                        last_exchange_unix: 0,
+                        last_error: String::new(),
+                        database: Ok(ShopState::default()),
+                    };
+                    MethodResponse { value: status.into_value() }.to_xml().unwrap()
+                } else {
+                    match diff.as_ref() {
+                        Diff::Fault(message) => {
+                            FaultResponse { fault: Fault::new(300, message.clone()) }.to_xml().unwrap()
+                        }
+                        Diff::Answer(answer) => MethodResponse { value: answer.clone().into_value() }.to_xml().unwrap(),
+                    }
+                };
+                let body = format!("<?xml version=\"1.0\"?>\n{xml}");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    base
+}
+
+/// An office database with one initialised branch pointing at `base`.
+async fn office_with_branch(prefix: &str, base: &str) -> (Config, tokio_postgres::Client) {
+    let url = testbed::shared_cluster().create_database(prefix).await.unwrap();
+    let office = pgsync::connect(&url).await.unwrap();
+    sample::create_schema(&office).await.unwrap();
+    let config = Config {
+        database_url: url,
+        policies: [("retail".to_string(), PolicyConfig::with_tables(&policy::retail()))].into(),
+        sync: SyncConfig { retries: 0, timeout_seconds: 20, ..SyncConfig::default() },
+    };
+    assert!(commands::init::run(&config).await.unwrap().ok);
+    let password = std::env::temp_dir().join(format!("branchsync-{prefix}-password"));
+    std::fs::write(&password, "secret").unwrap();
+    let add = commands::branch_add::AddArgs {
+        name: "shop1".into(),
+        url: base.into(),
+        user: "office".into(),
+        password_env: None,
+        password_file: Some(password.display().to_string()),
+        policy: "retail".into(),
+        number: Some(1),
+    };
+    assert!(commands::branch_add::run(&config, add).await.unwrap().ok);
+    office_controller::records::mark_initialised(&office, "shop1", "").await.unwrap();
+    (config, office)
+}
+
+async fn sync(config: &Config) -> commands::Output {
+    let args = SyncArgs { branches: vec!["shop1".into()], all: false, full: false, dry_run: false };
+    commands::sync::run(config, args).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_half_million_character_fault_is_capped_everywhere_and_nothing_panics() {
+    let base = fake_agent(Diff::Fault("x".repeat(500_000))).await;
+    let (config, office) = office_with_branch("hostile_fault", &base).await;
+    let out = sync(&config).await;
+    assert!(!out.ok);
+    assert!(out.text.lines().all(|l| l.chars().count() < 1000), "the summary is bounded");
+    let longest: i32 = office
+        .query_one("SELECT max(length(message)) FROM branchsync.sync_log WHERE branch = 'shop1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(longest <= 2003, "{longest}");
+    let last_error: String = office
+        .query_one("SELECT last_error FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(last_error.chars().count() <= 2003 && last_error.contains("fault 300"), "{}", last_error.len());
+    // Still usable: the log renders.
+    let log = commands::log::run(&config, commands::log::LogArgs { branch: None, limit: 10 }).await.unwrap();
+    assert!(log.ok);
+}
+
+#[tokio::test]
+async fn a_junk_cursor_is_refused_and_never_recorded_as_the_pull_cursor() {
+    let answer = DiffAnswer { data: gzip(""), cursor: "j".repeat(1 << 20), more: false };
+    let base = fake_agent(Diff::Answer(answer)).await;
+    let (config, office) = office_with_branch("hostile_cursor", &base).await;
+    let out = sync(&config).await;
+    assert!(!out.ok, "{}", out.text);
+    let pull: Option<String> = office
+        .query_one("SELECT pull_cursor FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pull, None);
+    // Short junk that is simply not a cursor is refused the same way.
+    let answer = DiffAnswer { data: gzip(""), cursor: "not-a-cursor".into(), more: false };
+    let base = fake_agent(Diff::Answer(answer)).await;
+    office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
+    assert!(!sync(&config).await.ok);
+    let pull: Option<String> = office
+        .query_one("SELECT pull_cursor FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pull, None);
+}
