@@ -154,6 +154,14 @@ async fn a_half_million_character_fault_is_capped_everywhere_and_nothing_panics(
     assert!(log.ok);
 }
 
+async fn pull_cursor(office: &tokio_postgres::Client) -> Option<String> {
+    office
+        .query_one("SELECT pull_cursor FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn a_junk_cursor_is_refused_and_never_recorded_as_the_pull_cursor() {
     let answer = DiffAnswer { data: gzip(""), cursor: "j".repeat(1 << 20), more: false };
@@ -161,21 +169,11 @@ async fn a_junk_cursor_is_refused_and_never_recorded_as_the_pull_cursor() {
     let (config, office) = office_with_branch("hostile_cursor", &base).await;
     let out = sync(&config).await;
     assert!(!out.ok, "{}", out.text);
-    let pull: Option<String> = office
-        .query_one("SELECT pull_cursor FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pull, None);
+    assert_eq!(pull_cursor(&office).await, None);
     // Short junk that is simply not a cursor is refused the same way.
     let answer = DiffAnswer { data: gzip(""), cursor: "not-a-cursor".into(), more: false };
     let base = fake_agent(Diff::Answer(answer)).await;
     office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
     assert!(!sync(&config).await.ok);
-    let pull: Option<String> = office
-        .query_one("SELECT pull_cursor FROM branchsync.branch_synchronization WHERE branch = 'shop1'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pull, None);
+    assert_eq!(pull_cursor(&office).await, None);
 }

@@ -106,16 +106,9 @@ async fn configure_refuses_a_table_the_agents_role_may_not_write_and_names_it() 
     agent.stop().await;
 }
 
-fn gzip(text: &str) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(text.as_bytes()).unwrap();
-    gz.finish().unwrap()
-}
-
 async fn upload(client: &agent_client::AgentClient, sql: &str) -> protocol::wire::Finished {
     let sid = client.sql_prepare().await.unwrap();
-    client.sql_create(sid, gzip(sql)).await.unwrap();
+    client.sql_create(sid, gzip(sql.as_bytes())).await.unwrap();
     client.sql_finish(sid).await.unwrap()
 }
 

@@ -1,21 +1,11 @@
 //! Authentication, roles, limits and hostile uploads: each refused clearly, the agent stays up, nothing applied.
 
-use std::io::Write;
-
 use agent_client::ClientError;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use protocol::fault::FaultCode;
 use shop_agent::config::Limits;
 use testbed::sample::policy;
 
 use crate::support::*;
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
 
 const STATUS_CALL: &str = "<?xml version=\"1.0\"?><methodCall><methodName>status</methodName><params/></methodCall>";
 

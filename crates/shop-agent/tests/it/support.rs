@@ -164,3 +164,11 @@ pub async fn sums(client: &Client, tables: &[TableName]) -> Vec<pgsync::TableChe
     let catalog = Catalog::load(client, tables).await.unwrap();
     pgsync::checksums(client, catalog.tables()).await.unwrap()
 }
+
+/// `bytes` as one gzip payload chunk.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
