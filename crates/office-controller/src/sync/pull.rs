@@ -60,6 +60,8 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
                 },
             };
             cycle.report.bytes_pulled += answer.data.len() as u64;
+            // Checked before anything of the answer is used, its cursor before it is sent back for the next chunk.
+            check_cursor(&answer)?;
             // The shop reads its next chunk while the office applies this one: a continuation only says what the
             // office has received, and the pull cursor moves only with the last answer of the loop.
             let agent = &cycle.agent;
@@ -159,7 +161,6 @@ impl Take<'_> {
         branch: &str,
         answer: &DiffAnswer,
     ) -> Result<Vec<(protocol::payload::TableName, u64, u64)>> {
-        check_cursor(answer)?;
         let payload = read_payload(&answer.data, self.limits)
             .map_err(|e| anyhow!("the shop sent a chunk the office refuses: {e}"))?;
         if self.dry_run {
