@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binaries, started as a user would start them, against throwaway clusters.
 
+mod acknowledgement;
 mod agent_cli;
 mod architecture;
 mod crash;

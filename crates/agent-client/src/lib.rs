@@ -244,6 +244,11 @@ impl AgentClient {
         self.request(wire::Diff { since: since.into() }).await
     }
 
+    /// `confirm(cursor)`: the office has committed everything up to this final cursor of a `diff` loop.
+    pub async fn confirm(&self, cursor: &str) -> Result<(), ClientError> {
+        self.request(wire::Confirm { cursor: cursor.into() }).await.map(|_| ())
+    }
+
     /// `configure(policy)`: the shop's schema fingerprint of the synced tables.
     pub async fn configure(&self, assignment: &Assignment) -> Result<String, ClientError> {
         self.request(wire::Configure(assignment.clone())).await.map(|fp| fp.0)

@@ -34,6 +34,12 @@ pub enum CursorError {
     /// Issued by another database, a rebuilt cluster or before the sync schema was reinstalled.
     #[error("cursor belongs to another database or an earlier sync schema, fall back to a full exchange")]
     Foreign,
+    /// Ours in form, but not a cursor this shop issued and still keeps: ahead of anything it issued (forged), or
+    /// older than the cursor the office confirmed (an office restored from a backup).
+    #[error(
+        "cursor was not issued by this shop or is older than the one the office confirmed, fall back to a full exchange"
+    )]
+    NotIssued,
 }
 
 const PREFIX: &str = "bs1";
@@ -47,6 +53,11 @@ impl Cursor {
     /// The cursor, if `identity` issued it; [`CursorError::Foreign`] otherwise.
     pub fn check_issuer(self, identity: &DbIdentity) -> Result<Cursor, CursorError> {
         if &self.issuer == identity { Ok(self) } else { Err(CursorError::Foreign) }
+    }
+
+    /// The snapshot's `xmax`: no transaction at or above it is visible in the snapshot.
+    pub fn xmax(&self) -> u64 {
+        self.snapshot.split(':').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0)
     }
 
     /// The snapshot's `xmin`: every transaction below it is visible in the snapshot.
@@ -117,6 +128,7 @@ mod tests {
         let text = c.to_string();
         assert_eq!(text.parse::<Cursor>(), Ok(c.clone()));
         assert_eq!(c.xmin(), 10);
+        assert_eq!(c.xmax(), 20);
         assert_eq!(Cursor::parse_optional(""), Ok(None));
     }
 

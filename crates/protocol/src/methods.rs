@@ -1,4 +1,4 @@
-//! The XML-RPC method names of protocol v1 (BRIEF §2), taken from the typed requests in [`crate::wire`], for
+//! The XML-RPC method names of the protocol (BRIEF §2), taken from the typed requests in [`crate::wire`], for
 //! dispatch tables and metrics.
 
 use crate::wire::{self, Call};
@@ -20,11 +20,18 @@ pub const CONFIGURE: &str = wire::Configure::METHOD;
 /// Extension: health and progress for monitoring.
 pub const STATUS: &str = wire::Status::METHOD;
 
+/// Extension (v2): the office has committed what a `diff` loop delivered, up to its final cursor.
+pub const CONFIRM: &str = wire::Confirm::METHOD;
+
 /// Extension: per-table row counts and checksums of the synced tables.
 pub const VERIFY: &str = wire::Verify::METHOD;
 
 /// Every method, for dispatch tables and metrics.
-pub const ALL: [&str; 9] = [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIGURE, STATUS, VERIFY];
+pub const ALL: [&str; 10] =
+    [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIRM, CONFIGURE, STATUS, VERIFY];
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: i32 = 1;
+///
+/// v2 added `confirm`: a `diff(since)` no longer acknowledges (and purges) what came before `since`; only a
+/// confirmed cursor does.
+pub const PROTOCOL_VERSION: i32 = 2;

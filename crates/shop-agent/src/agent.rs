@@ -15,7 +15,6 @@ use crate::config::Config;
 use crate::diffs;
 use crate::error::AgentError;
 use crate::metrics::Metrics;
-use crate::store;
 use crate::stream;
 
 /// Everything a request handler shares.
@@ -130,7 +129,7 @@ impl Agent {
         let client = Pooled { client: Some(client), idle: &self.idle };
         let mut installed = self.installed.lock().await;
         if !*installed {
-            store::install(&client).await?;
+            crate::migrations::install(&client).await?;
             *installed = true;
         }
         Ok(client)

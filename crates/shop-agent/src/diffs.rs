@@ -25,7 +25,7 @@ pub(crate) const READ_AHEAD: usize = 3;
 pub struct DiffLoop {
     pub(crate) since: String,
     /// The cursor the loop ends with (its export snapshot).
-    pub(crate) cursor: String,
+    pub(crate) cursor: protocol::cursor::Cursor,
     /// Chunks read ahead; closed when the export is complete.
     pub(crate) chunks: mpsc::Receiver<Result<Vec<u8>, pgsync::Error>>,
     /// The export task, which hands the session back once complete.

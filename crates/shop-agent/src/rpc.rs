@@ -36,6 +36,7 @@ pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> R
         methods::SQL_FINISH => answer(m::sql_finish::call(agent, request(p)?).await),
         methods::SETIDSTART => answer(m::setidstart::call(agent, request(p)?).await),
         methods::DIFF => answer(m::diff::call(agent, request(p)?).await),
+        methods::CONFIRM => answer(m::confirm::call(agent, request(p)?).await),
         methods::CONFIGURE => answer(m::configure::call(agent, request(p)?).await),
         methods::STATUS => answer(m::status::call(agent, request(p)?).await),
         methods::VERIFY => answer(m::verify::call(agent, request(p)?).await),

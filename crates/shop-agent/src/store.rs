@@ -8,10 +8,8 @@ use tokio_postgres::GenericClient;
 
 use crate::error::AgentError;
 
-/// The shop's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[SHOP_V1, SHOP_V2];
-
-const SHOP_V1: &str = "
+/// Shop migration 1: the policy, upload sessions and state values (the order is in `migrations`).
+pub(crate) const SHOP_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.shop_policy (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     branch text NOT NULL,
@@ -47,7 +45,7 @@ CREATE TABLE IF NOT EXISTS branchsync.shop_state (
 
 /// A streamed session (an upload into empty tables) is applied in a transaction held by the agent: after an
 /// agent restart it cannot go on, and says so instead of finishing with the chunks it never staged.
-const SHOP_V2: &str =
+pub(crate) const SHOP_V2: &str =
     "ALTER TABLE branchsync.upload_session ADD COLUMN IF NOT EXISTS streamed boolean NOT NULL DEFAULT false;";
 
 /// The origin name the office's changes are marked with at the shop.
@@ -60,23 +58,13 @@ pub async fn assignment(client: &impl GenericClient) -> Result<Assignment, Agent
 
 /// State keys.
 pub mod keys {
-    /// The last `since` the office sent to `diff`: what it has acknowledged.
+    /// The cursor the office last confirmed (see `issued`): what it has acknowledged.
     pub const ACKNOWLEDGED: &str = "acknowledged_cursor";
+    /// For a shop that synced before protocol v2: cursors below this transaction id were issued by the older
+    /// agent and are taken as `since` until the office first confirms one.
+    pub const LEGACY_FLOOR: &str = "legacy_cursor_floor";
     /// Rows deferred by the last applied upload.
     pub const DEFERRED: &str = "deferred_rows";
-}
-
-/// Creates the sync schema and the shop's tables if missing.
-pub async fn install(client: &tokio_postgres::Client) -> Result<(), AgentError> {
-    pgsync::schema::install(client).await?;
-    pgsync::migrate::migrate(client, "shop", MIGRATIONS).await?;
-    Ok(())
-}
-
-/// Creates the shop's tables after `pgsync::schema::reinstall` (inside the caller's transaction).
-pub async fn install_shop_tables(client: &impl GenericClient) -> Result<(), AgentError> {
-    pgsync::migrate::migrate(client, "shop", MIGRATIONS).await?;
-    Ok(())
 }
 
 /// The table names of one stored list; a name that does not parse means the record was written by something

@@ -1,12 +1,12 @@
-//! Pull: `diff` loops from the recorded pull cursor until one brings nothing (each loop's start acknowledges
-//! the previous one, so the shop purges and stops deferring what the office has). Each answer is imported in
-//! its own transaction with its conflicts decided, and the last answer of a loop together with the new pull
-//! cursor.
+//! Pull: `diff` loops from the recorded pull cursor until one brings nothing. Each answer is imported in its own
+//! transaction with its conflicts decided, and the last answer of a loop together with the new pull cursor;
+//! once that is committed the office `confirm`s the cursor, so the shop purges and stops deferring what the
+//! office has. A dry run commits nothing and so confirms nothing.
 
 use std::time::Instant;
 
 use agent_client::DiffAnswer;
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use pgsync::{Catalog, ConflictCheck, ImportOptions, ImportSession};
 use protocol::cursor::Cursor;
 use protocol::fault::FaultCode;
@@ -80,12 +80,31 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
                 break;
             }
         }
+        if cycle.options.dry_run {
+            // Nothing was committed: a second loop would start from a cursor the office does not have.
+            break;
+        }
+        if cursor != since {
+            confirm(cycle, &cursor).await?;
+        }
         since = cursor;
         if loop_rows == 0 {
             break;
         }
     }
     Ok(())
+}
+
+/// Tells the shop that the office has committed everything up to `cursor` (its new pull cursor). An agent from
+/// before protocol v2 has no `confirm`: it takes the next `diff(since)` as the acknowledgement instead.
+async fn confirm(cycle: &mut Cycle<'_>, cursor: &str) -> Result<()> {
+    match cycle.agent.confirm(cursor).await {
+        Err(e) if e.fault() == Some(FaultCode::UnknownMethod) => {
+            tracing::debug!("the agent predates confirm; its next diff acknowledges the pull");
+            Ok(())
+        }
+        other => other.map_err(explain).context("confirming the pulled changes (they are committed at the office)"),
+    }
 }
 
 /// The shop refused the pull cursor (a rebuilt or restored shop): say so, and start a full pull.

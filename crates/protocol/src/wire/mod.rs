@@ -1,4 +1,4 @@
-//! The typed wire contract of protocol v1: one file per XML-RPC method, each holding its request, its answer
+//! The typed wire contract of protocol v2: one file per XML-RPC method, each holding its request, its answer
 //! and both conversions to and from XML-RPC values (the habit of mini-redis' `cmd/get.rs`). Only this module,
 //! `agent-client` and the agent's `rpc` know XML-RPC; everything else speaks these types.
 //!
@@ -8,6 +8,7 @@
 mod call;
 pub mod clean;
 pub mod configure;
+pub mod confirm;
 pub mod diff;
 pub mod setidstart;
 pub mod sql_create;
@@ -19,6 +20,7 @@ pub mod verify;
 pub use call::{Answer, Call, Nothing, Params, Value, WireError, int};
 pub use clean::Clean;
 pub use configure::Configure;
+pub use confirm::Confirm;
 pub use diff::{Diff, DiffAnswer};
 pub use setidstart::{IdRange, SetIdStart};
 pub use sql_create::SqlCreate;
@@ -57,6 +59,7 @@ mod tests {
         round(SetIdStart { id: 1_000_000_000_000 });
         round(Diff { since: "bs1/1/2/ab/3:4:".into() });
         round(Verify);
+        round(Confirm { cursor: "bs1/1/2/ab/3:4:".into() });
         round(Status);
         answer(DiffAnswer { data: vec![9], cursor: "c".into(), more: true });
         answer(Finished { upserted: 1, deleted: 2, deferred: 3, chunks: 4 });

@@ -23,7 +23,7 @@ pub async fn call(agent: &Agent, _: Clean) -> Result<Nothing, AgentError> {
             tx.batch_execute(&format!("DELETE FROM {}", table.name.quoted())).await?;
         }
     }
-    store::install_shop_tables(&tx).await?;
+    crate::migrations::install_shop_tables(&tx).await?;
     tx.commit().await?;
     agent.diffs.lock().await.clear();
     agent.schema_reinstalled().await;

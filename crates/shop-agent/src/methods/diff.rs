@@ -3,9 +3,9 @@
 //!
 //! The answer's `cursor` is the `since` of the next call. While `more` is true it is a continuation
 //! (`SINCE~LOOP~N`: the loop and how many chunks the office has received); the last answer carries the real
-//! cursor. A continuation the agent no longer knows (restart, expiry) restarts the loop from `SINCE`, so a lost
-//! answer or an agent restart costs a resend, never a gap. A real `since` acknowledges everything before it:
-//! those change-log rows are purged.
+//! cursor, recorded as issued before it is handed out. A continuation the agent no longer knows (restart, expiry)
+//! restarts the loop from `SINCE`, so a lost answer or an agent restart costs a resend, never a gap. A `since`
+//! acknowledges nothing (protocol v2): only `confirm` of an issued cursor purges.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ use protocol::wire::{Diff, DiffAnswer};
 use crate::agent::Agent;
 use crate::diffs::{DiffLoop, continuation, loop_id, produce, split};
 use crate::error::AgentError;
-use crate::store::{self, keys};
+use crate::issued;
+use crate::store;
 
 /// Handles `diff(since)`.
 pub async fn call(agent: &Agent, Diff { since }: Diff) -> Result<DiffAnswer, AgentError> {
@@ -62,20 +63,11 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
     let policy = store::assignment(&*client).await?;
     let catalog = pgsync::Catalog::load(&*client, &policy.policy.to_office()).await?;
     if let Some(cursor) = &since {
-        // Refuse a foreign cursor before it acknowledges (and purges) anything.
+        // Served only from a cursor this shop issued: a forged one is refused before anything is read. Nothing
+        // is acknowledged here; that is `confirm`'s.
         let identity = pgsync::schema::identity(&*client).await?;
         cursor.clone().check_issuer(&identity).map_err(pgsync::Error::from)?;
-        store::set_state(&*client, keys::ACKNOWLEDGED, base).await?;
-        // What the office acknowledged is purged in the background while the loop answers: nothing waits on it
-        // (`status` counts only what the acknowledged cursor does not cover, purged or not); a failed purge is
-        // done by the next acknowledgement.
-        let acknowledged = cursor.clone();
-        agent
-            .in_background("purging acknowledged changes", move |client| async move {
-                let purged = pgsync::schema::purge(&client, std::slice::from_ref(&acknowledged)).await;
-                (client, purged.map(|_| ()).map_err(AgentError::from))
-            })
-            .await?;
+        issued::check_since(&*client, cursor).await?;
     }
     let options = ExportOptions {
         since,
@@ -84,7 +76,7 @@ async fn begin(agent: &Agent, base: &str) -> Result<DiffLoop, AgentError> {
         ..ExportOptions::default()
     };
     let session = ExportSession::begin(client.detach(), catalog, options).await?;
-    let cursor = session.cursor().to_string();
+    let cursor = session.cursor().clone();
     let (mut chunks, producer) = produce(&agent.tasks, session);
     let first = chunks.recv().await.transpose()?;
     Ok(DiffLoop {
@@ -124,7 +116,9 @@ async fn step(agent: &Agent, id: u64, mut lp: DiffLoop) -> Result<DiffAnswer, Ag
         {
             agent.give_back(client);
         }
+        // Kept before it is handed out, so that the office may go on from it and confirm it.
+        issued::record(&*agent.db().await?, &lp.cursor).await?;
         agent.metrics.exchanged();
-        Ok(DiffAnswer { data, cursor: lp.cursor.clone(), more: false })
+        Ok(DiffAnswer { data, cursor: lp.cursor.to_string(), more: false })
     }
 }

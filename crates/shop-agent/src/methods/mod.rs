@@ -3,6 +3,7 @@
 
 pub mod clean;
 pub mod configure;
+pub mod confirm;
 pub mod diff;
 pub mod setidstart;
 pub mod sql_create;

@@ -1,4 +1,4 @@
-//! Trust boundaries at the agent: what a policy may name. Each refusal is a fault, nothing is stored or
+//! Trust boundaries at the agent: what a policy may name, and which cursors acknowledge anything. Each refusal is a fault, nothing is stored or
 //! touched, and the agent goes on serving.
 
 use std::process::Command;
@@ -140,5 +140,69 @@ async fn a_replacing_upload_never_deletes_a_customer_the_office_has_not_pulled_y
     assert_eq!(finished.deleted, 0);
     assert_eq!(finished.deferred, 2);
     assert_eq!(pending_changes(&client).await, pending, "the shop's changes still wait for the office");
+    agent.stop().await;
+}
+
+/// The acknowledged cursor and the shop's own change-log rows.
+async fn acknowledgement(shop: &tokio_postgres::Client) -> (Option<String>, i64) {
+    let acknowledged = shop
+        .query_opt("SELECT value FROM branchsync.shop_state WHERE key = 'acknowledged_cursor'", &[])
+        .await
+        .unwrap()
+        .map(|r| r.get(0));
+    (acknowledged, count(shop, "SELECT count(*) FROM branchsync.change_log WHERE origin = ''").await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_cursor_purges_nothing_and_only_a_confirmed_issued_cursor_does() {
+    let (agent, shop) = configured_shop("forged_cursor", Limits::default()).await;
+    let client = agent.office();
+    client.setidstart(1_000_000_000_000).await.unwrap();
+    for id in 0..5 {
+        shop.execute(
+            "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES (1000000000000 + $1, now(), 5, 'done', gen_random_uuid())",
+            &[&(id as i64)],
+        )
+        .await
+        .unwrap();
+    }
+    let before = acknowledgement(&shop).await;
+    assert_eq!(before, (None, 5));
+    let pending = pending_changes(&client).await;
+    assert_eq!(pending, 5);
+
+    // A third party reads twice (each read goes on from the last cursor) and forges cursors from what it saw.
+    let out = tokio::task::block_in_place(|| hostile("cursor", &agent));
+    for attempt in ["forged_diff", "forged_confirm", "unissued_confirm"] {
+        assert_eq!(out[attempt], FaultCode::CursorRefused.code(), "{attempt}: {out}");
+    }
+    assert_eq!(out["still_up"], true);
+    assert_eq!(out["pending"], pending, "reading and forging purged nothing: {out}");
+    assert_eq!(acknowledgement(&shop).await, before, "nothing acknowledged, every sale still logged");
+
+    // The office confirms the later cursor once it has committed: the shop purges what it covers.
+    let (first, second) = (out["first"].as_str().unwrap(), out["second"].as_str().unwrap());
+    client.confirm(second).await.unwrap();
+    assert_eq!(pending_changes(&client).await, 0);
+    let mut purged = acknowledgement(&shop).await;
+    for _ in 0..50 {
+        if purged.1 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        purged = acknowledgement(&shop).await;
+    }
+    assert_eq!(purged, (Some(second.to_string()), 0), "the background purge ran");
+
+    // Confirming the same cursor again (a lost answer) changes nothing. The earlier cursor is now behind the
+    // confirmed one: confirming it or a diff from it (an office restored from a backup) is refused, to fall back
+    // to a full exchange rather than miss purged sales.
+    client.confirm(second).await.unwrap();
+    assert_eq!(client.confirm(first).await.unwrap_err().fault(), Some(FaultCode::CursorRefused));
+    assert_eq!(acknowledgement(&shop).await.0.as_deref(), Some(second));
+    assert_eq!(client.diff(first).await.unwrap_err().fault(), Some(FaultCode::CursorRefused));
+    let next = client.diff(second).await.unwrap();
+    assert!(!next.more);
+    assert!(client.status().await.is_ok());
     agent.stop().await;
 }

@@ -51,9 +51,11 @@ async fn a_shop_is_initialised_loaded_and_its_sales_read_back() {
     let (_, cursor) = pull(&client, "", &mut office).await;
     let sent = names(&[policy::FROM_TARGET, policy::BOTH]);
     assert_eq!(sums(&office, &sent).await, sums(&shop, &sent).await);
-    // Acknowledging the cursor purges what the office has.
+    // Going on from the cursor acknowledges nothing; confirming it (the office has committed) does.
     let (answers, _) = pull(&client, &cursor, &mut office).await;
     assert_eq!(answers, 1);
+    assert_eq!(pending_changes(&client).await, pending);
+    client.confirm(&cursor).await.unwrap();
     assert_eq!(pending_changes(&client).await, 0);
     agent.stop().await;
 }

@@ -66,7 +66,10 @@ elif phase == "pull":
             break
     out.update(answers=answers, statements=statements, cursor=since)
     out["pending"] = office.status()["pending_changes"]
+    # Going on from the cursor acknowledges nothing (protocol v2); confirming it does.
     again = office.diff(since)
-    out["after_ack_more"] = again["more"]
-    out["pending_after_ack"] = office.status()["pending_changes"]
+    out["again_more"] = again["more"]
+    out["pending_after_diff"] = office.status()["pending_changes"]
+    office.confirm(since)
+    out["pending_after_confirm"] = office.status()["pending_changes"]
 print(json.dumps(out))

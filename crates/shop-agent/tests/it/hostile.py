@@ -1,7 +1,11 @@
-"""A hostile third party with Python's standard xmlrpc.client: configure policies naming system and sync tables.
+"""A hostile third party with Python's standard xmlrpc.client.
 
-Usage: hostile.py policy BASE_URL OFFICE_PASSWORD
-Prints one JSON object: the fault code each attempt got, and whether the agent still answers.
+Usage: hostile.py PHASE BASE_URL OFFICE_PASSWORD
+  policy: configure policies naming system and sync tables.
+  cursor: read the shop's changes twice, then forge a cursor far ahead of the last one and try it with diff
+          and confirm.
+Prints one JSON object: the fault code each attempt got (0 if accepted), what it saw, and whether the agent
+still answers.
 """
 import json
 import sys
@@ -38,6 +42,33 @@ if phase == "policy":
             out[name] = 0
         except xmlrpc.client.Fault as f:
             out[name] = f.faultCode
+    out["still_up"] = office.status()["database_ok"]
+
+elif phase == "cursor":
+    def read_all(since):
+        while True:
+            answer = office.diff(since)
+            since = answer["cursor"]
+            if not answer["more"]:
+                return since
+
+    def fault_of(call):
+        try:
+            call()
+            return 0
+        except xmlrpc.client.Fault as f:
+            return f.faultCode
+
+    out["first"] = read_all("")
+    out["second"] = read_all(out["first"])
+    identity, snapshot = out["second"].rsplit("/", 1)
+    forged = identity + "/4000000000:4000000000:"
+    out["forged_diff"] = fault_of(lambda: office.diff(forged))
+    out["forged_confirm"] = fault_of(lambda: office.confirm(forged))
+    # Any snapshot the shop never issued, even one that looks plausible, is refused the same way.
+    xmin = int(snapshot.split(":")[0])
+    out["unissued_confirm"] = fault_of(lambda: office.confirm(f"{identity}/{xmin + 1}:{xmin + 1}:"))
+    out["pending"] = office.status()["pending_changes"]
     out["still_up"] = office.status()["database_ok"]
 
 print(json.dumps(out))
