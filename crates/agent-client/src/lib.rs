@@ -99,6 +99,15 @@ impl Retry {
     pub const NONE: Retry = Retry { retries: 0, backoff: Duration::ZERO };
 }
 
+/// A token no other upload of this or another controller process is likely to use.
+fn upload_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+}
+
 /// A client of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
@@ -219,9 +228,16 @@ impl AgentClient {
         self.request(wire::Clean).await.map(|_| ())
     }
 
-    /// `sql_prepare()`: a new upload session's sid.
+    /// `sql_prepare(token)`: a new upload session's sid. The token is new for every call of this method and the
+    /// same for its retries, so that a retry after a lost answer gets the session the first attempt opened
+    /// instead of leaving it behind.
     pub async fn sql_prepare(&self) -> Result<i64, ClientError> {
-        self.request(wire::SqlPrepare).await.map(|sid| sid.0)
+        self.request(wire::SqlPrepare { token: Some(upload_token()) }).await.map(|sid| sid.0)
+    }
+
+    /// `sql_abort(sid)`: ends an unfinished upload session, applying nothing of it.
+    pub async fn sql_abort(&self, sid: i64) -> Result<(), ClientError> {
+        self.request(wire::SqlAbort { sid }).await.map(|_| ())
     }
 
     /// `sql_create(sid, data)`.

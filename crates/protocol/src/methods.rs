@@ -11,6 +11,8 @@ pub const SQL_PREPARE: &str = wire::SqlPrepare::METHOD;
 pub const SQL_CREATE: &str = wire::SqlCreate::METHOD;
 /// Apply a session's chunks in one transaction.
 pub const SQL_FINISH: &str = wire::SqlFinish::METHOD;
+/// Extension (v2): end an unfinished upload session, applying nothing.
+pub const SQL_ABORT: &str = wire::SqlAbort::METHOD;
 /// Move the id sequences of the tables the shop writes into its range.
 pub const SETIDSTART: &str = wire::SetIdStart::METHOD;
 /// The shop's changes since a cursor.
@@ -27,11 +29,11 @@ pub const CONFIRM: &str = wire::Confirm::METHOD;
 pub const VERIFY: &str = wire::Verify::METHOD;
 
 /// Every method, for dispatch tables and metrics.
-pub const ALL: [&str; 10] =
-    [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SETIDSTART, DIFF, CONFIRM, CONFIGURE, STATUS, VERIFY];
+pub const ALL: [&str; 11] =
+    [CLEAN, SQL_PREPARE, SQL_CREATE, SQL_FINISH, SQL_ABORT, SETIDSTART, DIFF, CONFIRM, CONFIGURE, STATUS, VERIFY];
 
 /// The protocol version this build speaks.
 ///
-/// v2 added `confirm`: a `diff(since)` no longer acknowledges (and purges) what came before `since`; only a
-/// confirmed cursor does.
+/// v2 added `confirm` (a `diff(since)` no longer acknowledges, and purges, what came before `since`; only a
+/// confirmed cursor does), `sql_abort`, the optional token of `sql_prepare` and `status`'s list of sessions.
 pub const PROTOCOL_VERSION: i32 = 2;

@@ -2,9 +2,9 @@
 //! and listed here, so that no module of the records depends on another to install itself.
 
 use crate::error::AgentError;
-use crate::{issued, store};
+use crate::{issued, sessions, store};
 
-const MIGRATIONS: &[&str] = &[store::SHOP_V1, store::SHOP_V2, issued::MIGRATION];
+const MIGRATIONS: &[&str] = &[store::SHOP_V1, store::SHOP_V2, issued::MIGRATION, sessions::MIGRATION];
 
 /// Creates the sync schema and the shop's tables if missing.
 pub async fn install(client: &tokio_postgres::Client) -> Result<(), AgentError> {

@@ -34,6 +34,7 @@ pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> R
         methods::SQL_PREPARE => answer(m::sql_prepare::call(agent, request(p)?).await),
         methods::SQL_CREATE => answer(m::sql_create::call(agent, request(p)?).await),
         methods::SQL_FINISH => answer(m::sql_finish::call(agent, request(p)?).await),
+        methods::SQL_ABORT => answer(m::sql_abort::call(agent, request(p)?).await),
         methods::SETIDSTART => answer(m::setidstart::call(agent, request(p)?).await),
         methods::DIFF => answer(m::diff::call(agent, request(p)?).await),
         methods::CONFIRM => answer(m::confirm::call(agent, request(p)?).await),

@@ -4,9 +4,9 @@
 //! waiting for the last chunk. Uploads into tables that hold rows are staged and applied at `sql_finish` as
 //! before, so that the till never waits on row locks held across a slow line.
 //!
-//! A streamed session is not durable: after an agent restart, an idle timeout or a refused chunk, its transaction
-//! is rolled back, nothing of the upload stays, and later calls for the sid say so (fault 200) so that the office
-//! starts the upload again. `sql_create` answers once the chunk is read, checked and queued; a chunk that then
+//! A streamed session is not durable: after an agent restart, an idle timeout, `sql_abort` or a refused chunk, its
+//! transaction is rolled back, nothing of the upload stays, its session row goes (it holds no slot), and later
+//! calls for the sid say so (fault 200) so that the office starts the upload again. `sql_create` answers once the chunk is read, checked and queued; a chunk that then
 //! fails to apply is reported by the session's next call.
 
 use std::collections::HashMap;
@@ -48,10 +48,16 @@ impl Streams {
         }
     }
 
-    fn remove(&self, sid: i64) {
+    /// Forgets session `sid`: once its last call returns, its task sees the queue close and rolls back.
+    pub fn remove(&self, sid: i64) {
         if let Ok(mut open) = self.open.lock() {
             open.remove(&sid);
         }
+    }
+
+    /// The sids of the live sessions.
+    pub fn live(&self) -> Vec<i64> {
+        self.open.lock().map(|open| open.keys().copied().collect()).unwrap_or_default()
     }
 
     /// Abandons every live session: their transactions roll back (`clean` calls this before erasing).
@@ -159,6 +165,25 @@ pub async fn chunk(streams: &Streams, limits: &Limits, stream: &Stream, data: &[
         streams.remove(stream.sid);
         return Err(stream.ended());
     }
+    let checked = check(limits, stream, &received, data);
+    let sent = match checked {
+        Ok(payload) => stream.commands.send(Command::Chunk { payload }).await.map_err(|_| stream.ended()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        // A refused chunk ends the session at once: its transaction rolls back and its slot is free.
+        streams.remove(stream.sid);
+        return Err(e);
+    }
+    let seq = received.chunks + 1;
+    received.chunks = seq;
+    received.bytes += data.len() as u64;
+    received.last = Some(digest);
+    Ok(())
+}
+
+/// Reads and checks one chunk of a live session against its limits, policy and schema.
+fn check(limits: &Limits, stream: &Stream, received: &Received, data: &[u8]) -> Result<Payload, AgentError> {
     let max = limits.session_staged_bytes;
     if received.bytes + data.len() as u64 > max {
         return Err(AgentError::Limit(format!(
@@ -171,16 +196,8 @@ pub async fn chunk(streams: &Streams, limits: &Limits, stream: &Stream, data: &[
         allowed_tables: stream.policy.policy.shop_receives(),
     };
     let payload = read_payload(data, &limits)?;
-    let seq = received.chunks + 1;
-    pgsync::validate(&stream.catalog, &payload, seq)?;
-    if stream.commands.send(Command::Chunk { payload }).await.is_err() {
-        streams.remove(stream.sid);
-        return Err(stream.ended());
-    }
-    received.chunks = seq;
-    received.bytes += data.len() as u64;
-    received.last = Some(digest);
-    Ok(())
+    pgsync::validate(&stream.catalog, &payload, received.chunks + 1)?;
+    Ok(payload)
 }
 
 /// `sql_finish` on a live session: the task applies what is queued, prunes, records and commits. Returns the
@@ -210,12 +227,27 @@ struct Task {
 }
 
 impl Task {
+    /// Applies the session; unless it committed, its row goes too, so that it holds no session slot.
     async fn run(
         self,
         mut client: Client,
-        mut queue: mpsc::Receiver<Command>,
+        queue: mpsc::Receiver<Command>,
         ready: oneshot::Sender<Result<(), AgentError>>,
     ) {
+        if !self.apply(&mut client, queue, ready).await
+            && let Err(e) = sessions::end(&client, self.sid).await
+        {
+            tracing::warn!(error = %e, "a rolled-back streamed upload left its session row; it expires when idle");
+        }
+    }
+
+    /// Returns whether the session committed.
+    async fn apply(
+        &self,
+        client: &mut Client,
+        mut queue: mpsc::Receiver<Command>,
+        ready: oneshot::Sender<Result<(), AgentError>>,
+    ) -> bool {
         let sid = self.sid;
         let begun = async {
             let tx = client.transaction().await?;
@@ -230,7 +262,7 @@ impl Task {
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
-                return;
+                return false;
             }
         };
         loop {
@@ -238,11 +270,11 @@ impl Task {
                 Ok(Some(command)) => command,
                 Ok(None) => {
                     tracing::info!("streamed upload abandoned, rolled back");
-                    return;
+                    return false;
                 }
                 Err(_) => {
                     tracing::warn!(idle_seconds = self.idle.as_secs(), "streamed upload idle too long, rolled back");
-                    return;
+                    return false;
                 }
             };
             match command {
@@ -252,7 +284,7 @@ impl Task {
                         if let Ok(mut failure) = self.failure.lock() {
                             *failure = Some(e.into());
                         }
-                        return;
+                        return false;
                     }
                 }
                 Command::Finish { reply } => {
@@ -263,8 +295,9 @@ impl Task {
                     if let Err(e) = &result {
                         tracing::warn!(error = %e, "streamed upload could not finish, rolled back");
                     }
+                    let committed = result.is_ok();
                     let _ = reply.send(result);
-                    return;
+                    return committed;
                 }
             }
         }

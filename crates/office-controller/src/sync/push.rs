@@ -67,7 +67,8 @@ pub struct Uploaded {
 /// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
 /// transaction. When the snapshot holds nothing the shop lacks (no change since its cursor but its own), no
 /// session is opened and the cursor still counts as acknowledged: the office may purge up to it, and the shop's
-/// conflict window stays right since nothing it lacks was written. With `dry_run` nothing is sent.
+/// conflict window stays right since nothing it lacks was written. With `dry_run` nothing is sent. A push that
+/// fails aborts its session, so that it holds none of the shop's session slots.
 pub async fn upload(
     agent: &AgentClient,
     client: Client,
@@ -76,7 +77,7 @@ pub async fn upload(
     dry_run: bool,
     on_chunk: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Uploaded> {
-    let mut session = ExportSession::begin(client, catalog, export).await?;
+    let session = ExportSession::begin(client, catalog, export).await?;
     if !session.has_news().await? {
         // Nothing the shop lacks: no session to open. The cursor is still the acknowledged one.
         let cursor = session.cursor().to_string();
@@ -84,6 +85,25 @@ pub async fn upload(
         return Ok(Uploaded { office: session.finish().await?, cursor, per_table, bytes: 0 });
     }
     let sid = if dry_run { 0 } else { agent.sql_prepare().await.map_err(explain)? };
+    let sent = send(agent, session, sid, dry_run, on_chunk).await;
+    if sent.is_err()
+        && !dry_run
+        && let Err(e) = agent.sql_abort(sid).await
+    {
+        // Not fatal: the shop expires an idle session by itself.
+        tracing::warn!(sid, error = %e, "could not abort the failed upload session");
+    }
+    sent
+}
+
+/// Sends every chunk of the export into session `sid` and finishes it.
+async fn send(
+    agent: &AgentClient,
+    mut session: ExportSession,
+    sid: i64,
+    dry_run: bool,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<Uploaded> {
     // The export runs one chunk ahead of the upload, so reading and compressing overlap with the network and the
     // shop's staging instead of waiting for them.
     let (ready, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(2);

@@ -11,6 +11,7 @@ pub mod configure;
 pub mod confirm;
 pub mod diff;
 pub mod setidstart;
+pub mod sql_abort;
 pub mod sql_create;
 pub mod sql_finish;
 pub mod sql_prepare;
@@ -23,10 +24,11 @@ pub use configure::Configure;
 pub use confirm::Confirm;
 pub use diff::{Diff, DiffAnswer};
 pub use setidstart::{IdRange, SetIdStart};
+pub use sql_abort::SqlAbort;
 pub use sql_create::SqlCreate;
 pub use sql_finish::{Finished, SqlFinish};
 pub use sql_prepare::SqlPrepare;
-pub use status::{AgentStatus, Status};
+pub use status::{AgentStatus, OpenSession, Status};
 pub use verify::{TableSum, Verify};
 
 #[cfg(test)]
@@ -53,7 +55,9 @@ mod tests {
             assert_eq!(A::from_value("test", a.clone().into_value()).unwrap(), a);
         }
         round(Clean);
-        round(SqlPrepare);
+        round(SqlPrepare { token: None });
+        round(SqlPrepare { token: Some("push-7".into()) });
+        round(SqlAbort { sid: 9 });
         round(SqlCreate { sid: 7, data: vec![1, 2, 3] });
         round(SqlFinish { sid: 1 << 40 });
         round(SetIdStart { id: 1_000_000_000_000 });

@@ -1,11 +1,19 @@
-//! `sql_prepare() -> int`: open an upload session. The sid is small (below 2^31) and travels as `<int>`, so
-//! that every client can send it back.
+//! `sql_prepare([token]) -> int`: open an upload session. The sid is small (below 2^31) and travels as `<int>`,
+//! so that every client can send it back. The optional token (protocol v2) makes a retry after a lost answer
+//! return the same session instead of opening a second one.
 
 use super::call::{Answer, Call, Params, Value, WireError, int};
 
-/// The `sql_prepare()` request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SqlPrepare;
+/// The `sql_prepare([token])` request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqlPrepare {
+    /// Chosen by the caller for one upload (at most [`MAX_TOKEN_CHARS`]); a retried call with the same token gets
+    /// the same unfinished session. `None`: Stoq's `sql_prepare()`, a new session every time.
+    pub token: Option<String>,
+}
+
+/// The longest token the agent takes.
+pub const MAX_TOKEN_CHARS: usize = 128;
 
 /// A new upload session's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,11 +24,22 @@ impl Call for SqlPrepare {
     type Answer = Sid;
 
     fn into_params(self) -> Vec<Value> {
-        Vec::new()
+        self.token.into_iter().map(Value::String).collect()
     }
 
     fn from_params(params: Params) -> Result<Self, WireError> {
-        params.expect(0).map(|()| SqlPrepare)
+        if params.expect(0).is_ok() {
+            return Ok(SqlPrepare { token: None });
+        }
+        params.expect(1)?;
+        let token = params.string(0, "token")?;
+        if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
+            return Err(WireError {
+                method: SqlPrepare::METHOD,
+                detail: format!(": token must be 1 to {MAX_TOKEN_CHARS} characters"),
+            });
+        }
+        Ok(SqlPrepare { token: Some(token) })
     }
 }
 

@@ -42,6 +42,46 @@ pub struct ShopState {
     pub deferred_rows: i64,
     /// Unfinished upload sessions.
     pub open_sessions: i64,
+    /// The unfinished upload sessions, oldest first.
+    pub sessions: Vec<OpenSession>,
+}
+
+/// One unfinished upload session, as `status` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenSession {
+    /// The session.
+    pub sid: i64,
+    /// Seconds since `sql_prepare`.
+    pub age_seconds: i64,
+    /// Seconds since its last call; it expires after the agent's `limits.upload_idle_seconds`.
+    pub idle_seconds: i64,
+    /// Chunks received.
+    pub chunks: i64,
+    /// Whether it streams (applied as it arrives) rather than staging.
+    pub streamed: bool,
+}
+
+impl OpenSession {
+    fn into_value(self) -> Value {
+        structure(vec![
+            ("sid", Value::Long(self.sid)),
+            ("age_seconds", Value::Long(self.age_seconds)),
+            ("idle_seconds", Value::Long(self.idle_seconds)),
+            ("chunks", Value::Long(self.chunks)),
+            ("streamed", Value::Boolean(self.streamed)),
+        ])
+    }
+
+    fn from_value(method: &'static str, value: Value) -> Result<Self, WireError> {
+        let m = Members::of(method, value)?;
+        Ok(OpenSession {
+            sid: m.int("sid")?,
+            age_seconds: m.int("age_seconds")?,
+            idle_seconds: m.int("idle_seconds")?,
+            chunks: m.int("chunks")?,
+            streamed: m.boolean("streamed")?,
+        })
+    }
 }
 
 impl AgentStatus {
@@ -88,6 +128,7 @@ impl Answer for AgentStatus {
                     ("pending_changes", Value::Long(s.pending_changes)),
                     ("deferred_rows", Value::Long(s.deferred_rows)),
                     ("open_sessions", Value::Long(s.open_sessions)),
+                    ("sessions", Value::Array(s.sessions.into_iter().map(OpenSession::into_value).collect())),
                 ]);
             }
             Err(e) => {
@@ -127,6 +168,15 @@ impl Answer for AgentStatus {
                 pending_changes: m.int("pending_changes")?,
                 deferred_rows: if m.has("deferred_rows") { m.int("deferred_rows")? } else { 0 },
                 open_sessions: if m.has("open_sessions") { m.int("open_sessions")? } else { 0 },
+                sessions: match m.take("sessions") {
+                    None => Vec::new(),
+                    Some(Value::Array(items)) => {
+                        items.into_iter().map(|v| OpenSession::from_value(method, v)).collect::<Result<_, _>>()?
+                    }
+                    Some(_) => {
+                        return Err(WireError { method, detail: ": expected member sessions (an array)".into() });
+                    }
+                },
             })
         } else {
             Err(m.string("database_error")?)
@@ -157,6 +207,7 @@ mod tests {
                 }),
                 last_office_cursor: "c".into(),
                 pending_changes: 3,
+                sessions: vec![OpenSession { sid: 4, age_seconds: 70, idle_seconds: 5, chunks: 2, streamed: false }],
                 ..ShopState::default()
             }),
         };

@@ -6,6 +6,7 @@ pub mod configure;
 pub mod confirm;
 pub mod diff;
 pub mod setidstart;
+pub mod sql_abort;
 pub mod sql_create;
 pub mod sql_finish;
 pub mod sql_prepare;

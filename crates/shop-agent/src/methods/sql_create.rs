@@ -1,6 +1,7 @@
 //! `sql_create(sid, data)`: receives one gzip payload chunk, validates it at once (grammar, tables the office
 //! may write, schema), and stages it durably in the shop database, so an agent restart before `sql_finish`
-//! loses nothing. Nothing is applied yet. A streamed session's chunk (an upload into empty tables) is checked
+//! loses nothing. Nothing is applied yet. A refused chunk ends its session at once (nothing of it is applied;
+//! the office starts the upload again). A streamed session's chunk (an upload into empty tables) is checked
 //! the same way and queued for its apply task instead (see [`crate::stream`]).
 
 use protocol::payload::{ReadLimits, read_payload};
@@ -19,12 +20,24 @@ pub async fn call(agent: &Agent, SqlCreate { sid, data }: SqlCreate) -> Result<N
         return Ok(Nothing);
     }
     let mut client = agent.db().await?;
+    let staged = stage(agent, &mut client, sid, &data).await;
+    if let Err(e) = &staged
+        && sessions::ends_session(e)
+        && sessions::end(&*client, sid).await?
+    {
+        tracing::info!(sid, error = %e, "upload session ended by its refused chunk");
+    }
+    staged.map(|()| Nothing)
+}
+
+/// Reads, checks and stages one chunk in its own transaction.
+async fn stage(agent: &Agent, client: &mut tokio_postgres::Client, sid: i64, data: &[u8]) -> Result<(), AgentError> {
     let policy = store::assignment(&*client).await?;
     let limits = ReadLimits {
         max_decompressed_bytes: agent.config.limits.chunk_decompressed_bytes,
         allowed_tables: policy.policy.shop_receives(),
     };
-    let payload = read_payload(&data, &limits)?;
+    let payload = read_payload(data, &limits)?;
     let catalog = pgsync::Catalog::load(&*client, &policy.policy.all()).await?;
     let tx = client.transaction().await?;
     let session = sessions::lock(&tx, sid).await?;
@@ -41,7 +54,7 @@ pub async fn call(agent: &Agent, SqlCreate { sid, data }: SqlCreate) -> Result<N
             "session {sid} would stage more than {max} bytes, split the upload into several sessions"
         )));
     }
-    sessions::stage(&tx, &session, &data).await?;
+    sessions::stage(&tx, &session, data).await?;
     tx.commit().await?;
-    Ok(Nothing)
+    Ok(())
 }

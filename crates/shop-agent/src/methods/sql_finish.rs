@@ -1,6 +1,6 @@
 //! `sql_finish(sid)`: applies every staged chunk of the session, in order, in one transaction, together with
 //! the office cursor the payload carries and the session's own "finished" mark. Called again for the same sid
-//! it returns the stored result and applies nothing twice.
+//! it returns the stored result and applies nothing twice. A failed apply rolls back and ends the session.
 
 use protocol::payload::{ReadLimits, read_payload};
 use protocol::wire::{Finished, SqlFinish};
@@ -19,6 +19,20 @@ pub async fn call(agent: &Agent, SqlFinish { sid }: SqlFinish) -> Result<Finishe
         return Ok(finished);
     }
     let mut client = agent.db().await?;
+    let applied = apply(agent, &mut client, sid).await;
+    if let Err(e) = &applied
+        && sessions::ends_session(e)
+        && sessions::end(&*client, sid).await?
+    {
+        tracing::info!(sid, error = %e, "upload session ended by its failed apply, nothing of it applied");
+    }
+    let finished = applied?;
+    agent.metrics.exchanged();
+    Ok(finished)
+}
+
+/// Applies the staged chunks, or returns the stored result of a finished session.
+async fn apply(agent: &Agent, client: &mut tokio_postgres::Client, sid: i64) -> Result<Finished, AgentError> {
     let policy = store::assignment(&*client).await?;
     let catalog = pgsync::Catalog::load(&*client, &policy.policy.all()).await?;
     let limits = ReadLimits {
@@ -43,6 +57,5 @@ pub async fn call(agent: &Agent, SqlFinish { sid }: SqlFinish) -> Result<Finishe
     }
     let finished = upload::finish(&tx, import, sid).await?;
     tx.commit().await?;
-    agent.metrics.exchanged();
     Ok(finished)
 }

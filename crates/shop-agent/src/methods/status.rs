@@ -9,12 +9,14 @@ use crate::error::AgentError;
 use crate::sessions;
 use crate::store::{self, keys};
 
-/// Pending changes (not acknowledged by the office) and open upload sessions.
+/// Pending changes (not acknowledged by the office) and open upload sessions (abandoned ones expired first).
 pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
     let client = agent.db().await?;
     let acknowledged = store::get_state(&*client, keys::ACKNOWLEDGED).await?.and_then(|c| c.parse().ok());
     let pending = pgsync::schema::pending_changes(&*client, acknowledged.as_ref(), Some(store::OFFICE_ORIGIN)).await?;
-    let open = sessions::open_count(&*client, false).await?;
+    let idle = std::time::Duration::from_secs(agent.config.limits.upload_idle_seconds);
+    sessions::expire(&*client, idle, &agent.streams.live()).await?;
+    let open = sessions::open_count(&*client).await?;
     Ok((pending, open))
 }
 
@@ -52,11 +54,19 @@ async fn shop_state(agent: &Agent) -> Result<(ShopState, Option<String>), AgentE
     };
     let last_office_cursor = pgsync::peer_cursor::read(&*client, store::OFFICE_ORIGIN).await?.unwrap_or_default();
     let deferred_rows = store::get_state(&*client, keys::DEFERRED).await?.and_then(|d| d.parse().ok()).unwrap_or(0);
+    let sessions = sessions::list(&*client).await?;
     let schema_fingerprint = match &assignment {
         Some(a) => pgsync::Catalog::load(&*client, &a.policy.all()).await?.fingerprint(),
         None => String::new(),
     };
-    let state =
-        ShopState { assignment, schema_fingerprint, last_office_cursor, pending_changes, deferred_rows, open_sessions };
+    let state = ShopState {
+        assignment,
+        schema_fingerprint,
+        last_office_cursor,
+        pending_changes,
+        deferred_rows,
+        open_sessions,
+        sessions,
+    };
     Ok((state, problem))
 }

@@ -206,3 +206,98 @@ async fn a_forged_cursor_purges_nothing_and_only_a_confirmed_issued_cursor_does(
     assert!(client.status().await.is_ok());
     agent.stop().await;
 }
+
+/// Four pushes that fail in each way a session can end (a refused chunk, a failed apply, a limit) and one the
+/// office gave up on, then a fifth that succeeds: with the default four session slots, none is left holding one.
+async fn refused_uploads_leave_no_session(shop: &tokio_postgres::Client, client: &agent_client::AgentClient) {
+    let products = || async { count(shop, "SELECT count(*) FROM product").await };
+    let before = products().await;
+    let good = gzip(b"INSERT INTO product (id, code, name, price) VALUES (7, 'g', 'good', 1) ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;");
+    let failures: Vec<(&str, Vec<u8>)> = vec![
+        ("ddl", gzip(b"DROP TABLE sale;")),
+        ("another branch's table", gzip(b"DELETE FROM sale WHERE id = 1;")),
+        (
+            "a null that the table refuses",
+            gzip(b"INSERT INTO product (id, code, name, price) VALUES (8, NULL, 'x', 1) ON CONFLICT (id) DO NOTHING;"),
+        ),
+        ("unknown column", gzip(b"INSERT INTO product (id, nope) VALUES (9, 1) ON CONFLICT (id) DO NOTHING;")),
+    ];
+    for (what, bad) in failures {
+        let sid = client.sql_prepare().await.unwrap();
+        client.sql_create(sid, good.clone()).await.unwrap();
+        // Refused when it arrives, or when the session is applied.
+        let refused = match client.sql_create(sid, bad).await {
+            Err(e) => e,
+            Ok(()) => client.sql_finish(sid).await.unwrap_err(),
+        };
+        assert!(refused.fault().is_some(), "{what}: {refused}");
+        assert_eq!(client.sql_finish(sid).await.unwrap_err().fault(), Some(FaultCode::UnknownSession), "{what}");
+        assert_eq!(products().await, before, "{what}: nothing applied");
+    }
+    // One more the office abandoned and aborted.
+    let sid = client.sql_prepare().await.unwrap();
+    client.sql_create(sid, good.clone()).await.unwrap();
+    client.sql_abort(sid).await.unwrap();
+    client.sql_abort(sid).await.unwrap();
+    assert_eq!(client.sql_finish(sid).await.unwrap_err().fault(), Some(FaultCode::UnknownSession));
+    assert_eq!(products().await, before);
+    let status = client.status().await.unwrap().database.unwrap();
+    assert_eq!((status.open_sessions, status.sessions.len()), (0, 0));
+
+    let sid = client.sql_prepare().await.unwrap();
+    client.sql_create(sid, good.clone()).await.unwrap();
+    let finished = client.sql_finish(sid).await.unwrap();
+    assert_eq!(finished.upserted, 1);
+    // Aborting a finished session changes nothing: its result stays for a retried finish.
+    client.sql_abort(sid).await.unwrap();
+    assert_eq!(client.sql_finish(sid).await.unwrap(), finished);
+    assert_eq!(count(shop, "SELECT count(*) FROM product WHERE id = 7").await, 1);
+}
+
+#[tokio::test]
+async fn refused_and_aborted_uploads_never_block_a_staged_session() {
+    let (agent, shop) = configured_shop("refused_staged", Limits::default()).await;
+    // A product already there: uploads are staged, not streamed.
+    shop.batch_execute("INSERT INTO product (id, code, name, price) VALUES (1, 'p', 'there', 1)").await.unwrap();
+    refused_uploads_leave_no_session(&shop, &agent.office()).await;
+    let streamed = count(&shop, "SELECT count(*) FROM branchsync.upload_session WHERE streamed").await;
+    assert_eq!(streamed, 0, "every session of this test was staged");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn refused_and_aborted_uploads_never_block_a_streamed_session() {
+    let (agent, shop) = configured_shop("refused_streamed", Limits::default()).await;
+    refused_uploads_leave_no_session(&shop, &agent.office()).await;
+    let streamed = count(&shop, "SELECT count(*) FROM branchsync.upload_session WHERE streamed").await;
+    assert_eq!(streamed, 1, "the shop was empty: the successful session streamed");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_prepare_gets_its_session_back_and_idle_sessions_expire_in_seconds() {
+    let limits = Limits { concurrent_sessions: 2, upload_idle_seconds: 2, ..Limits::default() };
+    let (agent, shop) = configured_shop("idle_sessions", limits).await;
+    shop.batch_execute("INSERT INTO product (id, code, name, price) VALUES (1, 'p', 'there', 1)").await.unwrap();
+    let client = agent.office();
+    let token = || vec![dxr::Value::String("push-of-17:05".into())];
+    let first = client.call("sql_prepare", token()).await.unwrap();
+    let again = client.call("sql_prepare", token()).await.unwrap();
+    assert_eq!(first, again, "the retry after a lost answer is the same session");
+    let stoq = client.call("sql_prepare", vec![]).await.unwrap();
+    assert_ne!(stoq, first, "without a token every call opens a session");
+    let sessions = client.status().await.unwrap().database.unwrap().sessions;
+    assert_eq!(sessions.len(), 2);
+    assert!(sessions.iter().all(|s| s.age_seconds >= 0 && s.chunks == 0 && !s.streamed), "{sessions:?}");
+    let refused = client.sql_prepare().await.unwrap_err();
+    assert_eq!(refused.fault(), Some(FaultCode::LimitExceeded), "both slots are taken");
+
+    // Left idle past upload_idle_seconds, both expire and a new push gets a slot.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let sid = client.sql_prepare().await.unwrap();
+    let status = client.status().await.unwrap().database.unwrap();
+    assert_eq!(status.sessions.iter().map(|s| s.sid).collect::<Vec<_>>(), [sid]);
+    let old = protocol::wire::int(&first).unwrap();
+    assert_eq!(client.sql_finish(old).await.unwrap_err().fault(), Some(FaultCode::UnknownSession));
+    agent.stop().await;
+}

@@ -206,6 +206,7 @@ async fn a_streamed_initial_load_applies_a_retried_chunk_once_and_is_lost_whole_
     assert_eq!(fault(client.sql_create(sid, chunks[2].clone()).await.unwrap_err()), FaultCode::UnknownSession);
     assert_eq!(fault(client.sql_finish(sid).await.unwrap_err()), FaultCode::UnknownSession);
     assert_eq!(row_count(&shop, &received).await, 0);
+    assert_eq!(open_sessions(&client).await, 0, "the lost session holds no slot after the restart");
 
     // A chunk that fails to apply (its keys are in the table already) rolls the whole upload back; the next call
     // of the session reports it, and later ones say the session is gone.
@@ -220,6 +221,7 @@ async fn a_streamed_initial_load_applies_a_retried_chunk_once_and_is_lost_whole_
     assert_eq!(first, FaultCode::PayloadRefused);
     assert_eq!(fault(client.sql_finish(sid).await.unwrap_err()), FaultCode::UnknownSession);
     assert_eq!(row_count(&shop, &received).await, 0);
+    assert_eq!(open_sessions(&client).await, 0);
     agent.stop().await;
 }
 

@@ -44,13 +44,20 @@ if phase == "init":
         "ON CONFLICT (id) DO UPDATE SET code = EXCLUDED.code, name = EXCLUDED.name, price = EXCLUDED.price, attributes = EXCLUDED.attributes;\n"
         "INSERT INTO person (id, name) VALUES (1, 'Ana') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;\n"
     )
-    sid = office.sql_prepare()
-    office.sql_create(sid, xmlrpc.client.Binary(gzip.compress(sql.encode("utf-8"))))
+    # DDL is refused, and the refusal ends its session.
+    doomed = office.sql_prepare()
     try:
-        office.sql_create(sid, xmlrpc.client.Binary(gzip.compress(b"DROP TABLE sale;")))
+        office.sql_create(doomed, xmlrpc.client.Binary(gzip.compress(b"DROP TABLE sale;")))
         raise SystemExit("DDL accepted")
     except xmlrpc.client.Fault as f:
         out["ddl_fault"] = f.faultCode
+    try:
+        office.sql_finish(doomed)
+        raise SystemExit("a refused session finished")
+    except xmlrpc.client.Fault as f:
+        out["ended_fault"] = f.faultCode
+    sid = office.sql_prepare()
+    office.sql_create(sid, xmlrpc.client.Binary(gzip.compress(sql.encode("utf-8"))))
     out["finish"] = office.sql_finish(sid)
     out["finish_again"] = office.sql_finish(sid)
     out["setidstart"] = office.setidstart("1000000000000")

@@ -27,6 +27,7 @@ async fn python_xmlrpc_client_initialises_a_shop_uploads_and_reads_sales_back() 
     assert!(out.contains("\"wrong_password_status\": 401"), "{out}");
     assert!(out.contains("\"monitor_clean_fault\": 101"), "{out}");
     assert!(out.contains("\"ddl_fault\": 300"), "{out}");
+    assert!(out.contains("\"ended_fault\": 200"), "{out}");
     assert!(out.contains("\"upserted\": 3"), "{out}");
     let name: String = shop.query_one("SELECT name FROM product WHERE id = 2", &[]).await.unwrap().get(0);
     assert_eq!(name, "It's tea");

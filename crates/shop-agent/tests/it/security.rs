@@ -83,31 +83,29 @@ async fn hostile_uploads_are_refused_and_nothing_is_applied() {
     let client = agent.office();
     let all = names(&[policy::FROM_SOURCE, policy::FROM_TARGET, policy::BOTH, policy::INITIAL, policy::LOCAL]);
     let before = sums(&shop, &all).await;
-    let sid = client.sql_prepare().await.unwrap();
     let good =
         gzip(b"INSERT INTO product (id, code, name, price) VALUES (1, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
-    client.sql_create(sid, good).await.unwrap();
-
-    let hostile: Vec<(&str, Vec<u8>)> = vec![
-        ("bomb", gzip(&vec![b' '; 50 << 20])),
-        ("broken gzip", b"\x1f\x8b\x08\x00garbage".to_vec()),
-        ("sale is the shop's to write", gzip(b"DELETE FROM sale WHERE id = 1;")),
-        ("shop-local table", gzip(b"DELETE FROM till_session WHERE id = 1;")),
-        ("hidden DDL", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING; DROP TABLE sale;")),
-        ("function call", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', pg_sleep(10), 1) ON CONFLICT (id) DO NOTHING;")),
-        ("set", gzip(b"SET session_replication_role = replica;")),
-    ];
-    for (what, data) in hostile {
-        let err = client.sql_create(sid, data).await.unwrap_err();
-        assert_eq!(err.fault(), Some(FaultCode::PayloadRefused), "{what}: {err}");
-    }
     let schema = gzip(b"-- table public.product: \"id\" text\nINSERT INTO product (id, code, name, price) VALUES (2, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING;");
-    assert_eq!(client.sql_create(sid, schema).await.unwrap_err().fault(), Some(FaultCode::SchemaMismatch));
-    assert_eq!(sums(&shop, &all).await, before, "nothing is applied before sql_finish");
-    // The session still holds only the good chunk.
-    client.sql_finish(sid).await.unwrap();
-    let n: i64 = shop.query_one("SELECT count(*) FROM product", &[]).await.unwrap().get(0);
-    assert_eq!(n, 1);
+    let hostile: Vec<(&str, Vec<u8>, FaultCode)> = vec![
+        ("bomb", gzip(&vec![b' '; 50 << 20]), FaultCode::PayloadRefused),
+        ("broken gzip", b"\x1f\x8b\x08\x00garbage".to_vec(), FaultCode::PayloadRefused),
+        ("sale is the shop's to write", gzip(b"DELETE FROM sale WHERE id = 1;"), FaultCode::PayloadRefused),
+        ("shop-local table", gzip(b"DELETE FROM till_session WHERE id = 1;"), FaultCode::PayloadRefused),
+        ("hidden DDL", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', 'b', 1) ON CONFLICT (id) DO NOTHING; DROP TABLE sale;"), FaultCode::PayloadRefused),
+        ("function call", gzip(b"INSERT INTO product (id, code, name, price) VALUES (2, 'a', pg_sleep(10), 1) ON CONFLICT (id) DO NOTHING;"), FaultCode::PayloadRefused),
+        ("set", gzip(b"SET session_replication_role = replica;"), FaultCode::PayloadRefused),
+        ("schema", schema, FaultCode::SchemaMismatch),
+    ];
+    // Each after a good chunk in a session of its own: the refusal ends the session, the good chunk with it.
+    for (what, data, code) in hostile {
+        let sid = client.sql_prepare().await.unwrap();
+        client.sql_create(sid, good.clone()).await.unwrap();
+        let err = client.sql_create(sid, data).await.unwrap_err();
+        assert_eq!(err.fault(), Some(code), "{what}: {err}");
+        assert_eq!(client.sql_finish(sid).await.unwrap_err().fault(), Some(FaultCode::UnknownSession), "{what}");
+    }
+    assert_eq!(sums(&shop, &all).await, before, "nothing of a refused session is applied");
+    assert_eq!(open_sessions(&client).await, 0, "no refused session holds a slot");
     assert!(client.status().await.is_ok());
     agent.stop().await;
 }

@@ -101,6 +101,11 @@ pub async fn pending_changes(client: &AgentClient) -> i64 {
     client.status().await.unwrap().database.expect("database_ok").pending_changes
 }
 
+/// The shop's unfinished upload sessions as its `status` reports them.
+pub async fn open_sessions(client: &AgentClient) -> i64 {
+    client.status().await.unwrap().database.expect("database_ok").open_sessions
+}
+
 /// A fresh database with the sample schema; with sample office data when `office` is true.
 pub async fn database(prefix: &str, office: bool) -> (String, Client) {
     let url = testbed::shared_cluster().create_database(prefix).await.unwrap();
