@@ -37,33 +37,86 @@ impl Authenticator {
         }
     }
 
-    /// Checks an `Authorization` header value; `None` when missing, malformed or wrong.
-    pub fn check(&self, header: Option<&str>) -> Option<Caller> {
-        let encoded = header?.strip_prefix("Basic ").or_else(|| header?.strip_prefix("basic "))?;
-        let decoded = decode_base64(encoded.trim())?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (name, password) = text.split_once(':')?;
-        let (hash, role) = self.users.get(name)?;
-        let key: [u8; 32] = Sha256::new()
-            .chain_update(name)
-            .chain_update([0u8])
-            .chain_update(password)
-            .chain_update(hash)
-            .finalize()
-            .into();
-        if self.verified.lock().is_ok_and(|cache| cache.contains(&key)) {
-            return Some(Caller { name: name.to_string(), role: *role });
+    /// Whether `name` is a configured user.
+    pub fn knows(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
+    /// The caller when these exact credentials were verified before; no argon2, cheap enough for the async
+    /// workers. `None` says nothing about whether they are wrong.
+    pub fn cached(&self, credentials: &Credentials) -> Option<Caller> {
+        let (hash, role) = self.users.get(&credentials.name)?;
+        let key = cache_key(credentials, hash);
+        self.verified
+            .lock()
+            .is_ok_and(|cache| cache.contains(&key))
+            .then(|| Caller { name: credentials.name.clone(), role: *role })
+    }
+
+    /// Verifies the credentials against the argon2 hash and remembers a success. This costs tens of
+    /// milliseconds of CPU: run it off the async workers (`spawn_blocking`), behind a bound on how many run at
+    /// once.
+    pub fn verify(&self, credentials: &Credentials) -> Option<Caller> {
+        if let Some(caller) = self.cached(credentials) {
+            return Some(caller);
         }
+        let (hash, role) = self.users.get(&credentials.name)?;
         let parsed = PasswordHash::new(hash).ok()?;
-        Argon2::default().verify_password(password.as_bytes(), &parsed).ok()?;
+        Argon2::default().verify_password(credentials.password.as_bytes(), &parsed).ok()?;
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key);
+            cache.insert(cache_key(credentials, hash));
         }
-        Some(Caller { name: name.to_string(), role: *role })
+        Some(Caller { name: credentials.name.clone(), role: *role })
     }
+
+    /// Checks an `Authorization` header value at once (argon2 included, on the calling thread); `None` when
+    /// missing, malformed or wrong.
+    pub fn check(&self, header: Option<&str>) -> Option<Caller> {
+        self.verify(&Credentials::from_header(header)?)
+    }
+}
+
+/// A user name and password as sent in a basic-auth header; not yet checked.
+pub struct Credentials {
+    name: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, not even in a debug log.
+        f.debug_struct("Credentials").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Reads an `Authorization: Basic …` header value; `None` when missing or malformed.
+    pub fn from_header(header: Option<&str>) -> Option<Credentials> {
+        let encoded = header?.strip_prefix("Basic ").or_else(|| header?.strip_prefix("basic "))?;
+        let decoded = decode_base64(encoded.trim())?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (name, password) = text.split_once(':')?;
+        Some(Credentials { name: name.to_string(), password: password.to_string() })
+    }
+
+    /// The user name claimed.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What the success cache remembers of a verified login: a SHA-256 of user, password and the hash checked.
+fn cache_key(credentials: &Credentials, hash: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(&credentials.name)
+        .chain_update([0u8])
+        .chain_update(&credentials.password)
+        .chain_update(hash)
+        .finalize()
+        .into()
 }
 
 /// Hashes a password into an argon2id PHC string with a random salt.

@@ -73,6 +73,29 @@ pub struct Limits {
     /// How long a streamed upload (into empty tables) keeps its transaction open without a call, in seconds;
     /// then it is rolled back and the office must start the upload again.
     pub upload_idle_seconds: u64,
+    /// Longest time a client may take to send a request's head (request line and headers), in seconds, counted
+    /// from when the connection is ready for it; so it also closes a kept-alive connection that sends nothing for
+    /// that long.
+    pub header_read_seconds: u64,
+    /// A connection on which no byte moves for this long, in seconds, while the agent is not working on one of
+    /// its requests is closed: a request body that stalls, an answer the client stops reading.
+    pub idle_seconds: u64,
+    /// Connections open at once (TLS handshakes included); more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Password verifications (argon2, tens of milliseconds of CPU each) running at once; more wait. Logins
+    /// verified before are served from a cache without waiting.
+    pub auth_concurrency: usize,
+    /// Failed logins from one address within `auth_failure_window_seconds` that lock the address out (HTTP 429)
+    /// for `auth_lockout_seconds`, correct credentials included.
+    pub auth_failures_per_address: u32,
+    /// Failed logins for one user (from any addresses) within the window after which, for
+    /// `auth_lockout_seconds`, that user's not yet verified logins are refused (HTTP 429) from addresses that
+    /// have failed themselves; addresses without failures, such as the office's, are still checked at once.
+    pub auth_failures_per_user: u32,
+    /// The window failed logins are counted in, in seconds.
+    pub auth_failure_window_seconds: u64,
+    /// How long a lockout lasts, in seconds.
+    pub auth_lockout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -87,6 +110,14 @@ impl Default for Limits {
             diff_chunk_bytes: 1 << 20,
             diff_idle_seconds: 300,
             upload_idle_seconds: 600,
+            header_read_seconds: 10,
+            idle_seconds: 60,
+            max_connections: 256,
+            auth_concurrency: 2,
+            auth_failures_per_address: 10,
+            auth_failures_per_user: 30,
+            auth_failure_window_seconds: 60,
+            auth_lockout_seconds: 300,
         }
     }
 }
@@ -131,6 +162,14 @@ concurrent_requests = 32             # requests served at once
 diff_chunk_bytes = 1048576           # uncompressed size of each diff answer (smaller: the office applies one while the next is read)
 diff_idle_seconds = 300              # an abandoned diff loop releases its snapshot after this
 upload_idle_seconds = 600            # an abandoned streamed upload (initial load) is rolled back after this
+header_read_seconds = 10             # a request's head (request line and headers) must arrive within this; also ends idle keep-alive
+idle_seconds = 60                    # a stalled request body or an unread answer (nothing moving) closes the connection
+max_connections = 256                # connections open at once; more are closed at once (the office needs a few)
+auth_concurrency = 2                 # password hashes (argon2) checked at once; known good logins skip the check
+auth_failures_per_address = 10       # failed logins from one address within the window that lock it out (429)
+auth_failures_per_user = 30          # failed logins for one user that make addresses which failed wait (429)
+auth_failure_window_seconds = 60     # the window failed logins are counted in
+auth_lockout_seconds = 300           # how long a lockout lasts
 "#;
 
 /// Why a configuration was refused.
@@ -183,6 +222,13 @@ impl Config {
             || l.request_seconds == 0
             || l.concurrent_sessions == 0
             || l.upload_idle_seconds == 0
+            || l.header_read_seconds == 0
+            || l.idle_seconds == 0
+            || l.max_connections == 0
+            || l.auth_concurrency == 0
+            || l.auth_failures_per_address == 0
+            || l.auth_failures_per_user == 0
+            || l.auth_failure_window_seconds == 0
         {
             return Err(ConfigError::Invalid("every limit must be greater than zero".into()));
         }

@@ -13,9 +13,11 @@ pub mod methods;
 pub mod metrics;
 pub mod migrations;
 pub mod rpc;
+mod serve;
 pub mod sessions;
 pub mod store;
 pub mod stream;
+pub mod throttle;
 mod tls;
 mod upload;
 
@@ -45,12 +47,7 @@ pub async fn run(
     };
     let router = http::router(agent.clone());
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "shop agent listening");
-    let served = match tls {
-        Some(acceptor) => {
-            axum::serve(tls::TlsListener::new(listener, acceptor)?, router).with_graceful_shutdown(shutdown).await
-        }
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
-    };
+    serve::serve(listener, tls, router, &agent.config.limits, shutdown).await;
     // Unfinished streamed uploads and open diff loops end with the agent, as they would with its process; their
     // tasks roll back and stop, and the agent waits for them (and for background purges) a little while.
     agent.streams.abandon_all();
@@ -59,5 +56,5 @@ pub async fn run(
     if tokio::time::timeout(Duration::from_secs(10), agent.tasks.wait()).await.is_err() {
         tracing::warn!("background tasks still running at shutdown; their transactions roll back with the process");
     }
-    served
+    Ok(())
 }

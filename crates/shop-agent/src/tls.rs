@@ -1,21 +1,18 @@
-//! HTTPS for the agent: a listener that completes each TLS handshake in its own task (with a deadline), so a
-//! slow or hostile client never holds up the others, and hands finished streams to axum.
+//! HTTPS for the agent: the rustls acceptor built from the configured PEM files. The accept loop (`serve.rs`)
+//! completes each handshake in its connection's own task, within [`HANDSHAKE_DEADLINE`], so a slow or hostile
+//! client never holds up the others.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::server::TlsStream;
 
 /// Handshakes slower than this are dropped.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Reads a PEM certificate chain and private key into a TLS acceptor.
 pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
@@ -38,64 +35,4 @@ pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
         .with_single_cert(certs, key)
         .map_err(|e| invalid("certificate and key do not match in", cert, e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// A listener yielding TLS streams whose handshake is complete.
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `listener`.
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    // The server is gone: stop listening.
-                    _ = tx.closed() => break,
-                };
-                let (tcp, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = acceptor.clone();
-                let sender = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = sender.send((stream, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { local, ready })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(pair) => pair,
-            // The accept task only ends when this listener is gone; nothing can arrive any more.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

@@ -3,6 +3,7 @@
 
 mod boundaries;
 mod commands;
+mod hardening;
 mod python;
 mod security;
 mod support;
