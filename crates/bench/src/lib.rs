@@ -1,7 +1,7 @@
 //! Benchmarks of branchsync side by side with the tool a user would use instead, measured in the same run on
 //! the same throwaway clusters (BRIEF §8): initial load against `pg_dump | psql`, catch-up against PostgreSQL's
 //! logical replication, bytes per row against gzip of `COPY` text, small-change latency, a fleet of branches,
-//! and the agent's memory and `status` rate. Figures are reported, never asserted.
+//! the agent's memory and `status` rate, and a valid call's latency while wrong passwords hammer the agent. Figures are reported, never asserted.
 
 pub mod scenarios;
 pub mod setup;
@@ -38,6 +38,11 @@ pub async fn run(sizes: &Sizes) -> Result<Results> {
         && let Err(e) = scenarios::agent(&env, sizes, &mut results).await
     {
         failed.push(format!("agent: {e:#}"));
+    }
+    if wanted("hammer")
+        && let Err(e) = scenarios::hammer(&env, sizes, &mut results).await
+    {
+        failed.push(format!("hammer: {e:#}"));
     }
     for f in &failed {
         results.notes.push(format!("FAILED {f}"));

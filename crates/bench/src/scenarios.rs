@@ -508,3 +508,145 @@ impl RssSampler {
         self.handle.join().unwrap_or(0)
     }
 }
+
+/// The real agent binary, next to this one (target/release/bench) or one up when running as a test
+/// (target/debug/deps/...).
+fn agent_exe() -> Result<std::path::PathBuf> {
+    let here = std::env::current_exe()?;
+    Ok(here
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("shop-agent"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| here.with_file_name("shop-agent")))
+}
+
+/// Starts the real agent process for `shop_url` with `limits` (TOML lines of its `[limits]` table) and waits
+/// until it answers `status`; returns the child and its base URL.
+async fn agent_process(env: &Env, name: &str, shop_url: &str, limits: &str) -> Result<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config_path = env.dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config_path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{shop_url}\"\n[[users]]\nname = \"office\"\npassword_hash = \"{}\"\nrole = \"office\"\n[limits]\n{limits}\n",
+            env.hash
+        ),
+    )?;
+    let mut child = Command::new(agent_exe()?)
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status_once(&http, &base, &env.password).await.ok() != Some(200) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the agent did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, base))
+}
+
+const STATUS_CALL: &str = "<?xml version=\"1.0\"?><methodCall><methodName>status</methodName><params/></methodCall>";
+
+/// One `status` call as the office user with `password`, without retries; the HTTP status.
+async fn status_once(http: &reqwest::Client, base: &str, password: &str) -> Result<u16> {
+    let r = http.post(format!("{base}/RPC2")).basic_auth("office", Some(password)).body(STATUS_CALL).send().await?;
+    let code = r.status().as_u16();
+    r.bytes().await?;
+    Ok(code)
+}
+
+/// Latencies of back-to-back valid `status` calls for `seconds`, sorted; fails on any answer but 200.
+async fn valid_latencies(base: &str, password: &str, seconds: f64) -> Result<Vec<Duration>> {
+    let http = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut took = Vec::new();
+    while Instant::now() < until || took.len() < 5 {
+        let started = Instant::now();
+        let code = status_once(&http, base, password).await?;
+        anyhow::ensure!(code == 200, "a valid status call got HTTP {code}");
+        took.push(started.elapsed());
+    }
+    took.sort();
+    Ok(took)
+}
+
+fn median_p99(sorted: &[Duration]) -> String {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1000.0;
+    format!("median {:.1} ms, p99 {:.1} ms ({} calls)", at(0.5), at(0.99), sorted.len())
+}
+
+/// 7: the latency of a valid `status` call while 16 clients, each from its own loopback address, send wrong
+/// passwords as fast as the agent answers; once with throttling out of the way (argon2 runs for every guess,
+/// two at a time) and once with the default limits (each guesser locked out after 10 failures, then 429).
+pub async fn hammer(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    if !agent_exe()?.exists() {
+        results.notes.push("hammer: shop-agent not built; run `cargo build --release --workspace` first".into());
+        return Ok(());
+    }
+    let (shop_url, _shop) = database(&env.shops, "hammer_shop").await?;
+    let seconds = sizes.status_seconds * 2.0;
+    let unthrottled = "auth_failures_per_address = 1000000000\nauth_failures_per_user = 1000000000";
+    for (label, limits) in [("throttling off, argon2 for every guess", unthrottled), ("default throttling", "")] {
+        let (mut child, base) = agent_process(env, "hammer_agent", &shop_url, limits).await?;
+        let outcome = async {
+            let quiet = valid_latencies(&base, &env.password, seconds).await?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut guessers = Vec::new();
+            for i in 0..16u8 {
+                let (base, stop) = (base.clone(), stop.clone());
+                guessers.push(tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .local_address(std::net::IpAddr::from([127, 0, 0, 10 + i]))
+                        .build()?;
+                    let (mut denied, mut throttled) = (0u64, 0u64);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        match status_once(&http, &base, &format!("wrong-{i}")).await? {
+                            401 => denied += 1,
+                            429 => throttled += 1,
+                            other => bail!("a wrong password got HTTP {other}"),
+                        }
+                    }
+                    Ok::<_, anyhow::Error>((denied, throttled))
+                }));
+            }
+            // Let the guessers get going before measuring.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let loaded = valid_latencies(&base, &env.password, seconds).await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (mut denied, mut throttled) = (0, 0);
+            for g in guessers {
+                let (d, t) = g.await??;
+                denied += d;
+                throttled += t;
+            }
+            let loaded = loaded?;
+            results.lines.push(Line {
+                scenario: format!("7. valid `status` while 16 wrong-password clients hammer ({label})"),
+                ours: median_p99(&loaded),
+                peer: format!("{} without them", median_p99(&quiet)),
+                ratio: None,
+                goal: "served promptly (4–16 s before)".into(),
+                met: Some(loaded[(loaded.len() - 1) * 99 / 100] < Duration::from_secs(1)),
+            });
+            results.notes.push(format!(
+                "hammer ({label}): the guessers got {denied} × 401 and {throttled} × 429 over the run; the valid client \
+                 is one address that never failed, its login cached after the first call"
+            ));
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        let _ = child.kill();
+        let _ = child.wait();
+        outcome?;
+    }
+    Ok(())
+}

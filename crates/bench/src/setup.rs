@@ -23,7 +23,7 @@ pub struct Sizes {
     pub agent_rows: i64,
     /// Seconds of concurrent `status` calls.
     pub status_seconds: f64,
-    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`); all when empty.
+    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`, `hammer`); all when empty.
     pub only: Vec<String>,
 }
 

@@ -13,8 +13,8 @@ async fn every_scenario_runs_at_tiny_size() {
     let results = bench::run(&bench::Sizes::tiny()).await.expect("every scenario runs");
     assert!(!results.failed, "{:?}", results.notes);
     let names: Vec<&str> = results.lines.iter().map(|l| l.scenario.as_str()).collect();
-    for prefix in ["1.", "2.", "3a.", "3b.", "4.", "5.", "6a.", "6b."] {
+    for prefix in ["1.", "2.", "3a.", "3b.", "4.", "5.", "6a.", "6b.", "7."] {
         assert!(names.iter().any(|n| n.starts_with(prefix)), "scenario {prefix} missing: {names:?}");
     }
-    assert!(bench::table(&results).lines().count() >= 8);
+    assert!(bench::table(&results).lines().count() >= 10);
 }
