@@ -49,6 +49,14 @@ pub struct PolicyConfig {
     /// The timestamp column that `newer-wins` compares.
     #[serde(default = "default_newer_column")]
     pub newer_column: String,
+    /// Which rows of `both` tables a shop may delete: `any` (customers are shared, a shop may remove one for
+    /// the chain) or `own` (only rows in its id range, those it created).
+    #[serde(default = "default_both_deletes")]
+    pub both_deletes: String,
+}
+
+fn default_both_deletes() -> String {
+    "any".into()
 }
 
 fn default_rule() -> String {
@@ -106,6 +114,8 @@ pub struct Policy {
     pub rules: BTreeMap<TableName, Rule>,
     /// The column `newer-wins` compares.
     pub newer_column: String,
+    /// Whether a shop may delete only the rows of `both` tables in its own id range.
+    pub own_both_deletes: bool,
 }
 
 impl Policy {
@@ -128,6 +138,7 @@ impl PolicyConfig {
             conflict: default_rule(),
             conflicts: BTreeMap::new(),
             newer_column: default_newer_column(),
+            both_deletes: default_both_deletes(),
         }
     }
 }
@@ -225,7 +236,12 @@ impl Config {
                 );
             }
         }
-        Ok(Policy { name: name.into(), tables, rules, newer_column: p.newer_column.clone() })
+        let own_both_deletes = match p.both_deletes.as_str() {
+            "any" => false,
+            "own" => true,
+            other => bail!("policy {name}: both_deletes = {other:?} is not known, use \"any\" or \"own\""),
+        };
+        Ok(Policy { name: name.into(), tables, rules, newer_column: p.newer_column.clone(), own_both_deletes })
     }
 }
 
@@ -241,6 +257,7 @@ both = ["person"]
 initial = ["parameter"]
 conflict = "office-wins"          # office-wins | shop-wins | newer-wins
 newer_column = "updated_at"       # compared by newer-wins
+both_deletes = "any"              # any | own: which rows of `both` tables a shop may delete (own: those in its id range)
 
 [policies.retail.conflicts]
 # person = "newer-wins"

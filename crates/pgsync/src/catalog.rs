@@ -110,6 +110,21 @@ impl Catalog {
     }
 
     /// The subset of tables named, keeping the foreign-key order.
+    /// The column that places a shop-written row of `table` in its branch's id range: the table's own sequence
+    /// column, or a single-column foreign key to a table of `shop_written` that has one (sale_item → sale).
+    /// `verify` compares a branch's rows by it and the office's pull checks ownership by it.
+    pub fn range_column(&self, table: &TableInfo, shop_written: &[TableName]) -> Option<String> {
+        if let Some((column, _)) = table.sequences.first() {
+            return Some(column.clone());
+        }
+        table.foreign_keys.iter().find_map(|fk| {
+            let parent = self.get(&fk.references)?;
+            (shop_written.contains(&fk.references) && fk.columns.len() == 1 && !parent.sequences.is_empty())
+                .then(|| fk.columns[0].clone())
+        })
+    }
+
+    /// The tables of `names`, in dependency order.
     pub fn subset(&self, names: &BTreeSet<TableName>) -> Catalog {
         Catalog { tables: self.tables.iter().filter(|t| names.contains(&t.name)).cloned().collect() }
     }

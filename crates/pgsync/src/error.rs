@@ -60,6 +60,18 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// A branch sent a row that is not its own (another branch's, or the office's): nothing was applied.
+    #[error(
+        "branch sent a row of {table} with key ({key}) that is not its own: {why}; nothing of it was applied, check the shop for tampering or a wrong id range"
+    )]
+    NotOwned {
+        /// The table.
+        table: TableName,
+        /// The row's key, as text.
+        key: String,
+        /// Why it is not the branch's.
+        why: String,
+    },
     /// The sender's schema differs from ours.
     #[error(transparent)]
     Schema(#[from] SchemaMismatch),

@@ -21,6 +21,6 @@ pub use conn::connect;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportSession};
 pub use import::{
-    ApplyReport, ConflictCheck, Guard, ImportOptions, ImportSession, Imported, RecordedConflict, Rule, TableCounts,
-    apply, empty_tables, recorded_conflicts, validate,
+    ApplyReport, ConflictCheck, Guard, ImportOptions, ImportSession, Imported, Ownership, RecordedConflict, Rule,
+    TableCounts, apply, empty_tables, recorded_conflicts, validate,
 };

@@ -18,7 +18,7 @@ use crate::migrate::migrate;
 pub const ORIGIN_SETTING: &str = "branchsync.origin";
 
 /// The shared sync schema's migrations, in order (see [`crate::migrate`]).
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, crate::import::OWNERSHIP_MIGRATION];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.meta (

@@ -84,7 +84,7 @@ impl AgentError {
             AgentError::Limit(_) => FaultCode::LimitExceeded,
             AgentError::Internal(_) => FaultCode::Internal,
             AgentError::Sync(e) => match e {
-                S::Payload { .. } | S::Rejected { .. } => FaultCode::PayloadRefused,
+                S::Payload { .. } | S::Rejected { .. } | S::NotOwned { .. } => FaultCode::PayloadRefused,
                 S::Schema(_) | S::MissingTable(_) | S::NoPrimaryKey(_) | S::ForeignKeyCycle(_) => {
                     FaultCode::SchemaMismatch
                 }

@@ -3,26 +3,13 @@
 //! branch's id range are compared.
 
 use anyhow::Result;
-use pgsync::{Catalog, TableInfo};
+use pgsync::Catalog;
 use serde_json::json;
 
 use crate::commands::Output;
 use crate::config::Config;
 use crate::output::table;
 use crate::{records, sync};
-
-/// The column that places a shop-written row in its branch's id range: the table's own sequence column, or a
-/// foreign key to a shop-written table that has one (sale_item → sale).
-fn range_column(table: &TableInfo, catalog: &Catalog, shop_written: &[protocol::payload::TableName]) -> Option<String> {
-    if let Some((column, _)) = table.sequences.first() {
-        return Some(column.clone());
-    }
-    table.foreign_keys.iter().find_map(|fk| {
-        let parent = catalog.get(&fk.references)?;
-        (shop_written.contains(&fk.references) && fk.columns.len() == 1 && !parent.sequences.is_empty())
-            .then(|| fk.columns[0].clone())
-    })
-}
 
 /// Runs `verify`.
 pub async fn run(config: &Config, name: &str) -> Result<Output> {
@@ -38,7 +25,7 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
     let mut drift = 0;
     for table in catalog.tables() {
         let range = if policy.tables.from_target.contains(&table.name) {
-            match range_column(table, &catalog, &policy.tables.from_target) {
+            match catalog.range_column(table, &policy.tables.from_target) {
                 Some(c) => Some(c),
                 None => {
                     rows.push(vec![

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use agent_client::DiffAnswer;
 use anyhow::{Context, Result, anyhow};
-use pgsync::{Catalog, ConflictCheck, ImportOptions, ImportSession};
+use pgsync::{Catalog, ConflictCheck, ImportOptions, ImportSession, Ownership};
 use protocol::cursor::Cursor;
 use protocol::fault::FaultCode;
 use protocol::payload::{ReadLimits, Statement, read_payload};
@@ -35,10 +35,23 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
     if !set_based {
         tracing::debug!("foreign keys checked per row: the office role may not set session_replication_role");
     }
+    // A branch writes only its own rows: the trust boundary of the pull (BRIEF §4).
+    let id_start = cycle.branch.id_start();
+    let ownership = Ownership {
+        branch: cycle.branch.name.clone(),
+        id_start,
+        id_end: id_start + cycle.branch.id_range - 1,
+        own_rows: cycle.policy.tables.from_target.iter().cloned().collect(),
+        own_deletes: if cycle.policy.own_both_deletes {
+            cycle.policy.tables.both.iter().cloned().collect()
+        } else {
+            Default::default()
+        },
+    };
     let take = Take {
         catalog: &catalog,
         limits: &limits,
-        options: ImportOptions::office(check, set_based),
+        options: ImportOptions::office(check, set_based, ownership),
         dry_run: cycle.options.dry_run,
     };
     let mut since = cycle.branch.pull_cursor.clone().unwrap_or_default();

@@ -177,3 +177,93 @@ async fn a_junk_cursor_is_refused_and_never_recorded_as_the_pull_cursor() {
     assert!(!sync(&config).await.ok);
     assert_eq!(pull_cursor(&office).await, None);
 }
+
+/// The office's sales, for before-and-after comparisons.
+async fn sales(office: &tokio_postgres::Client) -> Vec<(i64, String)> {
+    office
+        .query("SELECT id, total::text FROM sale ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_shop_cannot_rewrite_or_delete_another_branchs_sales_and_nothing_is_applied() {
+    let (config, office) = office_with_branch("hostile_owner", &fake_agent(Diff::Fault("unused".into())).await).await;
+    // Branch 2's sales (ids from 2000000000000) and the office's own (small ids) are already at the office.
+    office
+        .batch_execute(
+            "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES
+               (2000000000001, now(), 10, 'done', gen_random_uuid()),
+               (2000000000002, now(), 20, 'done', gen_random_uuid()),
+               (5, now(), 30, 'done', gen_random_uuid());
+             INSERT INTO sale_item (sale_id, line_no, quantity, unit_price) VALUES (2000000000002, 1, 1, 20);",
+        )
+        .await
+        .unwrap();
+    let before = sales(&office).await;
+    let items =
+        || async { office.query_one("SELECT count(*), sum(quantity)::text FROM sale_item", &[]).await.unwrap() };
+    let items_before: (i64, String) = {
+        let r = items().await;
+        (r.get(0), r.get(1))
+    };
+    let row = |id: i64, total: i64| {
+        format!(
+            "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES ({id}, '2026-12-03 10:00:00+00', {total}, 'done', '00000000-0000-0000-0000-00000000000{}') ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total;\n",
+            id % 10
+        )
+    };
+    // Each sent by branch 1 (ids 1000000000000 to 1999999999999), each with one legitimate sale first.
+    let own = row(1000000000001, 1);
+    let hostile = [
+        ("another branch's sale rewritten", format!("{own}{}", row(2000000000002, 999))),
+        ("another branch's sale deleted", format!("{own}DELETE FROM sale WHERE id = 2000000000001;\n")),
+        ("the office's own sale rewritten", format!("{own}{}", row(5, 999))),
+        (
+            "another branch's sale line rewritten",
+            format!(
+                "{own}INSERT INTO sale_item (sale_id, line_no, quantity, unit_price) VALUES (2000000000002, 1, 99, 20) ON CONFLICT (sale_id, line_no) DO UPDATE SET quantity = EXCLUDED.quantity;\n"
+            ),
+        ),
+    ];
+    let cursor = "bs1/1/2/ab/3:4:".to_string();
+    for (what, sql) in hostile {
+        let answer = DiffAnswer { data: gzip(&sql), cursor: cursor.clone(), more: false };
+        let base = fake_agent(Diff::Answer(answer)).await;
+        office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
+        let log_before: i64 = office.query_one("SELECT count(*) FROM branchsync.sync_log", &[]).await.unwrap().get(0);
+        let out = sync(&config).await;
+        assert!(!out.ok, "{what}: {}", out.text);
+        assert_eq!(sales(&office).await, before, "{what}: nothing applied, not even the branch's own sale");
+        let now: (i64, String) = {
+            let r = items().await;
+            (r.get(0), r.get(1))
+        };
+        assert_eq!(now, items_before, "{what}");
+        assert_eq!(pull_cursor(&office).await, None, "{what}: the pull cursor stays");
+        let logged: Vec<String> = office
+            .query("SELECT message FROM branchsync.sync_log WHERE id > $1 AND result = 'error'", &[&log_before])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            logged.iter().any(|m| m.contains("public.sale") && m.contains("20000000000") || m.contains("(5)")),
+            "{what}: the log names the table and key: {logged:?}"
+        );
+    }
+
+    // The branch's own sale alone goes through: the check refuses what is not its own, not everything.
+    let answer = DiffAnswer { data: gzip(&own), cursor: cursor.clone(), more: false };
+    let base = fake_agent(Diff::Answer(answer)).await;
+    office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
+    sync(&config).await;
+    let after = sales(&office).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|(id, _)| *id == 1000000000001));
+    assert_eq!(pull_cursor(&office).await, Some(cursor));
+}

@@ -14,6 +14,7 @@ fn policy(from_source: &[&str], from_target: &[&str], both: &[&str], initial: &[
         conflict: "office-wins".into(),
         conflicts: BTreeMap::new(),
         newer_column: "updated_at".into(),
+        both_deletes: "any".into(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! build from the catalog: an upsert on the primary key, or a delete by key.
 
 mod conflicts;
+mod ownership;
 mod pending;
 mod prune;
 mod report;
@@ -18,7 +19,7 @@ mod stage;
 mod statement;
 mod validate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use protocol::payload::{Payload, TableName};
 use protocol::policy::Policy;
@@ -26,6 +27,8 @@ use protocol::schema::SchemaMismatch;
 use tokio_postgres::{Client, Transaction};
 
 pub use conflicts::{ConflictCheck, RecordedConflict, Rule, recorded as recorded_conflicts};
+pub(crate) use ownership::MIGRATION as OWNERSHIP_MIGRATION;
+pub use ownership::Ownership;
 pub use report::{ApplyReport, TableCounts};
 pub use validate::validate;
 
@@ -74,6 +77,8 @@ pub struct ImportOptions {
     /// [`ImportSession::finish`]. Only the office sends them (its complete synchronisation); a receiver that does
     /// not take them refuses such a chunk, so that no sender can delete what it did not name.
     pub accept_replace: bool,
+    /// Whose rows the sender may write (the office taking a branch's changes); `None`: any.
+    pub ownership: Option<Ownership>,
 }
 
 impl ImportOptions {
@@ -87,13 +92,14 @@ impl ImportOptions {
             set_based_foreign_keys: false,
             record_peer_cursor: true,
             accept_replace: true,
+            ownership: None,
         }
     }
 
     /// The office taking branch `check.branch`'s changes: conflicts decided and recorded, foreign keys of large
     /// statements checked set-based when `set_based` (the role may set `session_replication_role`). The caller
-    /// records the pull cursor.
-    pub fn office(check: ConflictCheck, set_based: bool) -> ImportOptions {
+    /// records the pull cursor. Every row must be the branch's as `ownership` says.
+    pub fn office(check: ConflictCheck, set_based: bool, ownership: Ownership) -> ImportOptions {
         ImportOptions {
             origin: check.branch.clone(),
             guard: Guard::Decide(check),
@@ -101,6 +107,7 @@ impl ImportOptions {
             set_based_foreign_keys: set_based,
             record_peer_cursor: false,
             accept_replace: false,
+            ownership: Some(ownership),
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct ImportSession<'c> {
     stages: stage::Stages,
     replaced: BTreeSet<TableName>,
     imported: Imported,
+    /// The ownership rule of each table it concerns.
+    owned: BTreeMap<TableName, ownership::Rule>,
 }
 
 impl<'c> ImportSession<'c> {
@@ -142,7 +151,9 @@ impl<'c> ImportSession<'c> {
             empty_tables(tx, &catalog.subset(&options.fresh_among)).await?
         };
         tx.query_one("SELECT set_config($1, $2, true)", &[&ORIGIN_SETTING, &options.origin]).await?;
+        let owned = options.ownership.as_ref().map(|o| ownership::rules(catalog, o)).unwrap_or_default();
         Ok(ImportSession {
+            owned,
             catalog,
             options,
             fresh,
@@ -178,11 +189,13 @@ impl<'c> ImportSession<'c> {
                 .catalog
                 .get(statement.table())
                 .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
-            let path = path(&self.options, &self.fresh, table, payload);
+            let path = path(&self.options, &self.fresh, &self.owned, table, payload);
             let counts = self.imported.report.counts(&table.name);
             statement::apply(tx, &mut self.stages, table, statement, path, counts).await.map_err(|e| {
                 // A write the role may not do is the policy's problem, and says which table.
-                if e.sqlstate() == Some("42501") {
+                if matches!(e, Error::NotOwned { .. }) {
+                    e
+                } else if e.sqlstate() == Some("42501") {
                     Error::NotWritable { table: table.name.clone(), need: "write" }
                 } else {
                     rejected(e, number, s + 1)
@@ -214,9 +227,11 @@ impl<'c> ImportSession<'c> {
 fn path<'a>(
     options: &'a ImportOptions,
     fresh: &BTreeSet<TableName>,
+    owned: &'a BTreeMap<TableName, ownership::Rule>,
     table: &crate::catalog::TableInfo,
     payload: &Payload,
 ) -> Path<'a> {
+    let owned = options.ownership.as_ref().zip(owned.get(&table.name));
     let guard = match &options.guard {
         Guard::Defer(tables) if tables.contains(&table.name) => TableGuard::Defer,
         Guard::Decide(check) => match check.rules.get(&table.name) {
@@ -226,10 +241,10 @@ fn path<'a>(
         _ => TableGuard::None,
     };
     let remember = payload.header.replace.contains(&table.name);
-    if fresh.contains(&table.name) && matches!(guard, TableGuard::None) && !remember {
+    if fresh.contains(&table.name) && matches!(guard, TableGuard::None) && !remember && owned.is_none() {
         return Path::Straight;
     }
-    Path::Merge { guard, remember, set_based: options.set_based_foreign_keys }
+    Path::Merge { guard, remember, set_based: options.set_based_foreign_keys, owned }
 }
 
 /// Imports `payloads` in a transaction of its own and commits it: for tools and tests, through the same session

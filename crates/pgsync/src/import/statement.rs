@@ -6,6 +6,7 @@ use protocol::sql::quote_ident;
 use tokio_postgres::Transaction;
 
 use super::conflicts::{self, ConflictCheck, Rule};
+use super::ownership::{self, Ownership};
 use super::pending::pending_local_of;
 use super::prune;
 use super::report::TableCounts;
@@ -42,6 +43,8 @@ pub(crate) enum Path<'a> {
         remember: bool,
         /// Whether large upserts may check foreign keys set-based.
         set_based: bool,
+        /// Whose rows the sender may write here, if that is checked.
+        owned: Option<(&'a Ownership, &'a ownership::Rule)>,
     },
 }
 
@@ -61,9 +64,12 @@ pub(crate) async fn apply(
             counts.upserted += rows.len() as u64;
             Ok(())
         }
-        (Statement::Upsert { columns, update, rows, .. }, Path::Merge { guard, remember, set_based }) => {
+        (Statement::Upsert { columns, update, rows, .. }, Path::Merge { guard, remember, set_based, owned }) => {
             let stage = stages.get(tx, table, columns).await?;
             stage::copy_rows(tx, &stage, columns, rows).await?;
+            if let Some((ownership, rule)) = owned {
+                ownership::check(tx, table, &stage, columns, rule, ownership, false).await?;
+            }
             if let TableGuard::Decide(check, rule) = guard {
                 counts.conflicts += conflicts::decide(tx, table, &stage, check, rule, true).await?;
             }
@@ -108,12 +114,15 @@ pub(crate) async fn apply(
             Ok(())
         }
         (Statement::Delete { key, rows, .. }, path) => {
-            let guard = match path {
-                Path::Merge { guard, .. } => guard,
-                Path::Straight => TableGuard::None,
+            let (guard, owned) = match path {
+                Path::Merge { guard, owned, .. } => (guard, owned),
+                Path::Straight => (TableGuard::None, None),
             };
             let stage = stages.get(tx, table, key).await?;
             stage::copy_rows(tx, &stage, key, rows).await?;
+            if let Some((ownership, rule)) = owned {
+                ownership::check(tx, table, &stage, key, rule, ownership, true).await?;
+            }
             if let TableGuard::Decide(check, rule) = guard {
                 counts.conflicts += conflicts::decide(tx, table, &stage, check, rule, false).await?;
             }

@@ -249,3 +249,54 @@ async fn set_based_foreign_key_checks_refuse_orphans_lock_parents_and_leave_user
     let items = shop.query_one("SELECT count(*) FROM sale_item WHERE sale_id / 10000 IN (1, 3, 4)", &[]).await.unwrap();
     assert_eq!(count(items), 6000);
 }
+
+#[tokio::test]
+async fn a_key_without_an_id_range_belongs_to_the_branch_that_first_sent_it() {
+    let (_url, mut office, _) = database("owner_office", &[]).await;
+    office.batch_execute("CREATE TABLE voucher (code text PRIMARY KEY, amount numeric NOT NULL)").await.unwrap();
+    let voucher = protocol::payload::TableName::new("public", "voucher");
+    let catalog = pgsync::Catalog::load(&office, std::slice::from_ref(&voucher)).await.unwrap();
+    let allowed: BTreeSet<_> = [voucher.clone()].into();
+    let options = |branch: &str| ImportOptions {
+        origin: branch.into(),
+        ownership: Some(pgsync::Ownership {
+            branch: branch.into(),
+            id_start: 1,
+            id_end: 10,
+            own_rows: allowed.clone(),
+            own_deletes: BTreeSet::new(),
+        }),
+        ..Default::default()
+    };
+    let sql = |s: &str| read_sql(s, &allowed).unwrap();
+    let upsert = |code: &str, amount: i32| {
+        sql(&format!(
+            "INSERT INTO voucher (code, amount) VALUES ('{code}', {amount}) ON CONFLICT (code) DO UPDATE SET amount = EXCLUDED.amount;"
+        ))
+    };
+    pgsync::apply(&mut office, &catalog, &[upsert("A-1", 5)], options("shop-1")).await.unwrap();
+    let recorded = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let q = "SELECT pk[1], branch FROM branchsync.row_owner ORDER BY 1";
+    assert_eq!(recorded(office.query(q, &[]).await.unwrap()), [("A-1".to_string(), "shop-1".to_string())]);
+
+    // Another branch may neither rewrite nor delete it; its own new voucher in the same import goes too.
+    for hostile in [
+        vec![upsert("B-1", 1), upsert("A-1", 500)],
+        vec![upsert("B-1", 1), sql("DELETE FROM voucher WHERE code = 'A-1';")],
+    ] {
+        let err = pgsync::apply(&mut office, &catalog, &hostile, options("shop-2")).await.unwrap_err();
+        assert!(matches!(&err, Error::NotOwned { table, key, .. } if table == &voucher && key == "A-1"), "{err:?}");
+        let rows = office.query("SELECT code, amount::text FROM voucher ORDER BY 1", &[]).await.unwrap();
+        assert_eq!(recorded(rows), [("A-1".to_string(), "5".to_string())], "nothing applied");
+        assert_eq!(recorded(office.query(q, &[]).await.unwrap()).len(), 1, "no owner recorded");
+    }
+    // The owner may go on changing it.
+    pgsync::apply(&mut office, &catalog, &[upsert("A-1", 7)], options("shop-1")).await.unwrap();
+    pgsync::apply(&mut office, &catalog, &[upsert("B-1", 1)], options("shop-2")).await.unwrap();
+    assert_eq!(
+        recorded(office.query(q, &[]).await.unwrap()),
+        [("A-1".to_string(), "shop-1".to_string()), ("B-1".to_string(), "shop-2".to_string())]
+    );
+}
