@@ -116,7 +116,12 @@ pub struct AgentClient {
     user: String,
     password: String,
     retry: Retry,
+    max_answer_bytes: usize,
 }
+
+/// The largest answer body a client reads unless told otherwise: a `diff` answer is one bounded chunk, so a
+/// body far beyond this is a hostile or broken agent, not data.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 << 20;
 
 impl AgentClient {
     /// A client of the agent at `base_url` (e.g. `http://shop1:8080`; `/RPC2` is appended unless present).
@@ -148,12 +153,26 @@ impl AgentClient {
             .map_err(|e| ClientError::Network { url: base_url.into(), detail: e.to_string() })?;
         let trimmed = base_url.trim_end_matches('/');
         let url = if trimmed.ends_with("/RPC2") { trimmed.to_string() } else { format!("{trimmed}/RPC2") };
-        Ok(AgentClient { http, url, user: user.into(), password: password.into(), retry: Retry::NONE })
+        Ok(AgentClient {
+            http,
+            url,
+            user: user.into(),
+            password: password.into(),
+            retry: Retry::NONE,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+        })
     }
 
     /// The same client, retrying transient failures as `retry` says.
     pub fn with_retry(mut self, retry: Retry) -> AgentClient {
         self.retry = retry;
+        self
+    }
+
+    /// The same client reading answer bodies of at most `bytes`; a larger one is refused before it is read
+    /// whole, so that memory stays bounded whatever the agent sends.
+    pub fn with_answer_limit(mut self, bytes: usize) -> AgentClient {
+        self.max_answer_bytes = bytes;
         self
     }
 
@@ -204,7 +223,7 @@ impl AgentClient {
         if status != 200 {
             return Err(ClientError::Http { status });
         }
-        let text = response.text().await.map_err(network)?;
+        let text = self.read_body(method, response).await?;
         if let Ok(ok) = MethodResponse::from_xml(&text) {
             return Ok(ok.value);
         }
@@ -221,6 +240,32 @@ impl AgentClient {
                 detail: format!("{} bytes that are not an XML-RPC response", text.len()),
             }),
         }
+    }
+
+    /// Reads an answer body chunk by chunk, refusing it once it passes the limit.
+    async fn read_body(&self, method: &str, mut response: reqwest::Response) -> Result<String, ClientError> {
+        let too_large = |n: u64| ClientError::Protocol {
+            method: method.into(),
+            detail: format!("an answer of {n} bytes or more, over the limit of {} bytes", self.max_answer_bytes),
+        };
+        if let Some(n) = response.content_length()
+            && n > self.max_answer_bytes as u64
+        {
+            return Err(too_large(n));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| ClientError::Network { url: self.url.clone(), detail: chain(&e) })?
+        {
+            if body.len() + chunk.len() > self.max_answer_bytes {
+                return Err(too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| ClientError::Protocol {
+            method: method.into(),
+            detail: "an answer that is not UTF-8".into(),
+        })
     }
 
     /// `clean()`.

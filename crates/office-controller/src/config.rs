@@ -86,6 +86,10 @@ pub struct SyncConfig {
     /// Longest time one branch's sync may take, retries included, in seconds; then it stops and says so (what
     /// was applied stays applied, with its cursor).
     pub deadline_seconds: u64,
+    /// Largest answer body read from an agent, in bytes (a `diff` answer is one bounded chunk, base64 in XML).
+    pub max_answer_bytes: usize,
+    /// Largest decompressed `diff` chunk, in bytes; of the order of the agents' `chunk_decompressed_bytes`.
+    pub max_chunk_bytes: usize,
 }
 
 impl Default for SyncConfig {
@@ -98,6 +102,8 @@ impl Default for SyncConfig {
             chunk_bytes: 4 << 20,
             id_range: 1_000_000_000_000,
             deadline_seconds: 3600,
+            max_answer_bytes: 64 << 20,
+            max_chunk_bytes: 64 << 20,
         }
     }
 }
@@ -161,9 +167,11 @@ impl Config {
             || config.sync.id_range <= 0
             || config.sync.chunk_bytes == 0
             || config.sync.deadline_seconds == 0
+            || config.sync.max_answer_bytes == 0
+            || config.sync.max_chunk_bytes == 0
         {
             bail!(
-                "invalid [sync] settings: concurrency, id_range, chunk_bytes and deadline_seconds must be greater than zero"
+                "invalid [sync] settings: concurrency, id_range, chunk_bytes, deadline_seconds, max_answer_bytes and max_chunk_bytes must be greater than zero"
             );
         }
         Ok(config)
@@ -270,4 +278,6 @@ backoff_ms = 500
 chunk_bytes = 4194304
 id_range = 1000000000000
 deadline_seconds = 3600
+max_answer_bytes = 67108864       # largest answer body read from an agent
+max_chunk_bytes = 67108864        # largest decompressed diff chunk (gzip bombs are refused beyond it)
 "#;

@@ -31,7 +31,9 @@ pub fn agent(branch: &Branch, sync: &SyncConfig) -> Result<AgentClient> {
     let password = branch.password()?;
     let client = AgentClient::new(&branch.url, &branch.username, &password, Duration::from_secs(sync.timeout_seconds))
         .map_err(|e| anyhow!("{e}"))?;
-    Ok(client.with_retry(Retry { retries: sync.retries, backoff: Duration::from_millis(sync.backoff_ms) }))
+    Ok(client
+        .with_retry(Retry { retries: sync.retries, backoff: Duration::from_millis(sync.backoff_ms) })
+        .with_answer_limit(sync.max_answer_bytes))
 }
 
 /// Explains a client error in the words an operator needs.

@@ -16,15 +16,14 @@ use tokio_postgres::Client;
 use super::cycle::{Cycle, explain};
 use crate::records::{self, LogEntry};
 
-/// Largest decompressed `diff` answer the office reads.
-const MAX_ANSWER_BYTES: usize = 1 << 30;
-
 /// Runs the pull. `applied` is the office cursor the shop has applied: office changes after it are unsent.
 pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Result<()> {
     let tables = cycle.policy.tables.to_office();
     let catalog = Catalog::load(&*cycle.office()?, &tables).await?;
-    let limits =
-        ReadLimits { max_decompressed_bytes: MAX_ANSWER_BYTES, allowed_tables: tables.iter().cloned().collect() };
+    let limits = ReadLimits {
+        max_decompressed_bytes: cycle.config.sync.max_chunk_bytes,
+        allowed_tables: tables.iter().cloned().collect(),
+    };
     let check = ConflictCheck {
         branch: cycle.branch.name.clone(),
         unsent_since: applied.map(|c| c.snapshot.clone()),

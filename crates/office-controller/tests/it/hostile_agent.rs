@@ -1,5 +1,5 @@
 //! The real controller against a fake agent that answers with hostile content: a fault string of half a million
-//! characters, a junk cursor of a megabyte. The sync fails with a clear error, nothing is applied or recorded as
+//! characters, a junk cursor of a megabyte, another branch's sales, a gzip bomb and an oversized answer. The sync fails with a clear error, nothing is applied or recorded as
 //! progress, every stored and rendered text is bounded, and nothing panics.
 
 use std::sync::Arc;
@@ -123,6 +123,11 @@ async fn office_with_branch(prefix: &str, base: &str) -> (Config, tokio_postgres
     assert!(commands::branch_add::run(&config, add).await.unwrap().ok);
     office_controller::records::mark_initialised(&office, "shop1", "").await.unwrap();
     (config, office)
+}
+
+/// The office's pull as the controller configures it, with the given caps on answers and chunks.
+fn capped(config: &Config, max_answer_bytes: usize, max_chunk_bytes: usize) -> Config {
+    Config { sync: SyncConfig { max_answer_bytes, max_chunk_bytes, ..config.sync.clone() }, ..config.clone() }
 }
 
 async fn sync(config: &Config) -> commands::Output {
@@ -265,5 +270,43 @@ async fn a_shop_cannot_rewrite_or_delete_another_branchs_sales_and_nothing_is_ap
     let after = sales(&office).await;
     assert_eq!(after.len(), before.len() + 1);
     assert!(after.iter().any(|(id, _)| *id == 1000000000001));
+    assert_eq!(pull_cursor(&office).await, Some(cursor));
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_and_an_oversized_answer_are_refused_within_the_caps() {
+    let (config, office) = office_with_branch("hostile_bomb", &fake_agent(Diff::Fault("unused".into())).await).await;
+    let before = sales(&office).await;
+    let cursor = "bs1/1/2/ab/3:4:".to_string();
+    let sale = "INSERT INTO sale (id, sold_at, total, status, receipt) VALUES (1000000000001, '2026-12-03 10:00:00+00', 1, 'done', '00000000-0000-0000-0000-000000000001') ON CONFLICT (id) DO NOTHING;\n";
+    // 8 MiB of comments after a real sale inflate from a few KiB; the office stops at its 1 MiB chunk cap.
+    let bomb = format!("{sale}{}", "-- padding\n".repeat(800_000));
+    // A real sale after 4 MB of comments that hardly compress: a body over the 1 MiB answer cap, refused before
+    // it is read whole, although its chunk would pass a 16 MiB chunk cap.
+    let noise: String = (0..120_000u64)
+        .map(|i| format!("-- {:016x}{:016x}\n", i.wrapping_mul(0x9e3779b97f4a7c15), i.wrapping_mul(0xc2b2ae3d27d4eb4f)))
+        .collect();
+    let oversized = format!("{noise}{sale}");
+    for (what, data, caps) in [
+        ("bomb", gzip(&bomb), capped(&config, 1 << 20, 1 << 20)),
+        ("oversized", gzip(&oversized), capped(&config, 1 << 20, 16 << 20)),
+    ] {
+        assert!(data.len() < 4_000_000, "{what}");
+        let answer = DiffAnswer { data, cursor: cursor.clone(), more: false };
+        let base = fake_agent(Diff::Answer(answer)).await;
+        office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
+        let out = sync(&caps).await;
+        assert!(!out.ok, "{what}: {}", out.text);
+        assert_eq!(sales(&office).await, before, "{what}: nothing applied");
+        assert_eq!(pull_cursor(&office).await, None, "{what}: the pull cursor stays");
+    }
+    let config = capped(&config, 1 << 20, 1 << 20);
+    // The same sale without the padding goes through the same caps.
+    let answer = DiffAnswer { data: gzip(sale), cursor: cursor.clone(), more: false };
+    let base = fake_agent(Diff::Answer(answer)).await;
+    office.execute("UPDATE branchsync.branch_synchronization SET url = $1", &[&base]).await.unwrap();
+    // (The fake agent answers the push with diff answers too, so only the pull is looked at.)
+    sync(&config).await;
+    assert_eq!(sales(&office).await.len(), before.len() + 1);
     assert_eq!(pull_cursor(&office).await, Some(cursor));
 }
