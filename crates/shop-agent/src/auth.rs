@@ -168,10 +168,14 @@ mod tests {
         let auth = Authenticator::new(&[User { name: "office".into(), password_hash: hash, role: Role::Office }]);
         // "office:s3cret"
         let good = "Basic b2ZmaWNlOnMzY3JldA==";
+        let credentials = Credentials::from_header(Some(good)).unwrap();
+        assert!(auth.cached(&credentials).is_none(), "nothing is cached before a verification");
         assert_eq!(auth.check(Some(good)).map(|c| c.role), Some(Role::Office));
+        assert!(auth.cached(&credentials).is_some(), "a success is cached");
         assert_eq!(auth.check(Some(good)).map(|c| c.role), Some(Role::Office));
         // "office:wrong"
         assert!(auth.check(Some("Basic b2ZmaWNlOndyb25n")).is_none());
+        assert!(auth.cached(&Credentials::from_header(Some("Basic b2ZmaWNlOndyb25n")).unwrap()).is_none());
         assert!(auth.check(Some("Basic !!!")).is_none());
         assert!(auth.check(Some("Bearer x")).is_none());
         assert!(auth.check(None).is_none());

@@ -235,3 +235,20 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_default_configuration_reads_and_documents_the_defaults() {
+        let config: Config = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        // Limits has no PartialEq (nothing else needs it); its Debug form names every field and value.
+        assert_eq!(format!("{:?}", config.limits), format!("{:?}", Limits::default()));
+    }
+}
