@@ -300,3 +300,53 @@ async fn a_key_without_an_id_range_belongs_to_the_branch_that_first_sent_it() {
         [("A-1".to_string(), "shop-1".to_string()), ("B-1".to_string(), "shop-2".to_string())]
     );
 }
+
+#[tokio::test]
+async fn with_own_deletes_a_shop_updates_any_customer_but_deletes_only_its_own() {
+    let (_url, mut office, catalog) = database("owner_both", &[]).await;
+    office
+        .batch_execute(
+            "INSERT INTO person (id, name) VALUES (5, 'office customer'), (1000000000005, 'shop-1 customer')",
+        )
+        .await
+        .unwrap();
+    let person = protocol::payload::TableName::new("public", "person");
+    let allowed: BTreeSet<_> = [person.clone()].into();
+    let options = ImportOptions {
+        origin: "shop-1".into(),
+        ownership: Some(pgsync::Ownership {
+            branch: "shop-1".into(),
+            id_start: 1_000_000_000_000,
+            id_end: 1_999_999_999_999,
+            own_rows: BTreeSet::new(),
+            own_deletes: allowed.clone(),
+        }),
+        ..Default::default()
+    };
+    let sql = |s: &str| read_sql(s, &allowed).unwrap();
+    async fn names(office: &tokio_postgres::Client) -> Vec<String> {
+        let rows = office.query("SELECT name FROM person ORDER BY id", &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+    // Moving between shops: a shop may rename the office's customer.
+    let rename = sql(
+        "INSERT INTO person (id, name) VALUES (5, 'renamed at shop-1') ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name;",
+    );
+    pgsync::apply(&mut office, &catalog, &[rename], options.clone()).await.unwrap();
+    assert_eq!(names(&office).await, ["renamed at shop-1", "shop-1 customer"]);
+    // But not delete it, even together with a delete of its own.
+    let err = pgsync::apply(
+        &mut office,
+        &catalog,
+        &[sql("DELETE FROM person WHERE id IN (1000000000005, 5);")],
+        options.clone(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(&err, Error::NotOwned { table, key, .. } if table == &person && key == "5"), "{err:?}");
+    assert_eq!(names(&office).await, ["renamed at shop-1", "shop-1 customer"], "nothing applied");
+    pgsync::apply(&mut office, &catalog, &[sql("DELETE FROM person WHERE id = 1000000000005;")], options)
+        .await
+        .unwrap();
+    assert_eq!(names(&office).await, ["renamed at shop-1"]);
+}
