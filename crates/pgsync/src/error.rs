@@ -72,6 +72,12 @@ pub enum Error {
         /// Why it is not the branch's.
         why: String,
     },
+    /// The sync schema holds objects that branchsync did not create: erasing it would drop them.
+    #[error(
+        "the sync schema branchsync holds objects branchsync did not create ({}): move them to another schema (ALTER TABLE ... SET SCHEMA public), nothing was erased",
+        .0.join(", ")
+    )]
+    SchemaOccupied(Vec<String>),
     /// The sender's schema differs from ours.
     #[error(transparent)]
     Schema(#[from] SchemaMismatch),

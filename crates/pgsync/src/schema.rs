@@ -74,6 +74,33 @@ pub async fn reinstall(client: &impl GenericClient) -> Result<()> {
     Ok(())
 }
 
+/// The sync schema's own tables; each component adds its own (`foreign_objects`).
+pub const TABLES: &[&str] = &["meta", "change_log", "peer_cursor", "conflict", "schema_version", "row_owner"];
+
+/// Objects in the sync schema that branchsync did not create (a user's table put there because a role named
+/// `branchsync` created it with the default `search_path`): anything but `TABLES`, the component's own `tables`,
+/// their sequences, and the capture functions. Checked before the schema is dropped, so that no user object is
+/// ever dropped with it.
+pub async fn foreign_objects(client: &impl GenericClient, tables: &[&str]) -> Result<Vec<String>> {
+    let ours: Vec<String> = TABLES.iter().chain(tables).map(|t| t.to_string()).collect();
+    let rows = client
+        .query(
+            "SELECT 'branchsync.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'branchsync' AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+               AND NOT (c.relkind IN ('r', 'p') AND c.relname = ANY($1)) \
+               AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d \
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i'))) \
+             UNION ALL \
+             SELECT 'branchsync.' || p.proname || '()' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = 'branchsync' AND p.proname <> 'refuse_truncate' \
+               AND p.proname !~ '^capture_[0-9a-f]{16}_(ins|upd|del)$' \
+             ORDER BY 1 LIMIT 20",
+            &[&ours],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The identity cursors issued by this database carry.
 pub async fn identity(client: &impl GenericClient) -> Result<DbIdentity> {
     let row = client

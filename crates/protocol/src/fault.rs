@@ -24,6 +24,9 @@ pub enum FaultCode {
     NotConfigured = 501,
     /// The policy names a table the agent's role may not write or capture; the message names it.
     NotWritable = 502,
+    /// The sync schema holds objects branchsync did not create (user tables put there by `search_path`); the
+    /// message names them and nothing was erased.
+    SchemaOccupied = 503,
     /// A configured limit was exceeded; the message names it.
     LimitExceeded = 600,
     /// The shop database cannot be reached.
@@ -34,7 +37,7 @@ pub enum FaultCode {
 
 impl FaultCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [FaultCode; 13] = [
+    pub const ALL: [FaultCode; 14] = [
         FaultCode::BadParams,
         FaultCode::NotAllowed,
         FaultCode::UnknownMethod,
@@ -45,6 +48,7 @@ impl FaultCode {
         FaultCode::IdRangeConflict,
         FaultCode::NotConfigured,
         FaultCode::NotWritable,
+        FaultCode::SchemaOccupied,
         FaultCode::LimitExceeded,
         FaultCode::DatabaseUnavailable,
         FaultCode::Internal,

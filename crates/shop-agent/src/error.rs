@@ -90,6 +90,7 @@ impl AgentError {
                 }
                 S::Cursor(_) => FaultCode::CursorRefused,
                 S::NotWritable { .. } => FaultCode::NotWritable,
+                S::SchemaOccupied(_) => FaultCode::SchemaOccupied,
                 S::Unavailable(_) => FaultCode::DatabaseUnavailable,
                 S::NotInstalled => FaultCode::NotConfigured,
                 S::Internal(_) => FaultCode::Internal,

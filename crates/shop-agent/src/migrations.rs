@@ -6,6 +6,9 @@ use crate::{issued, sessions, store};
 
 const MIGRATIONS: &[&str] = &[store::SHOP_V1, store::SHOP_V2, issued::MIGRATION, sessions::MIGRATION];
 
+/// The tables the shop's migrations create in the sync schema (for `clean`'s check that nothing else is there).
+pub const TABLES: &[&str] = &["shop_policy", "upload_session", "upload_chunk", "shop_state", "issued_cursor"];
+
 /// Creates the sync schema and the shop's tables if missing.
 pub async fn install(client: &tokio_postgres::Client) -> Result<(), AgentError> {
     pgsync::schema::install(client).await?;

@@ -1,5 +1,6 @@
 //! `clean()`: erases the data of the shop's synced tables and all sync state, and reinstalls the sync schema,
-//! in one transaction. Shop-local tables are untouched. The policy goes too: `configure` comes next.
+//! in one transaction. Shop-local tables are untouched. The policy goes too: `configure` comes next. A sync
+//! schema that holds anything branchsync did not create is refused (fault 503) and nothing is erased.
 
 use protocol::wire::{Clean, Nothing};
 
@@ -15,6 +16,11 @@ pub async fn call(agent: &Agent, _: Clean) -> Result<Nothing, AgentError> {
     // Even a stored policy that no longer reads whole names the tables to erase: `clean` is how it is repaired.
     let synced = store::stored_tables(&*client).await?;
     let tx = client.transaction().await?;
+    // The schema is dropped whole below: refuse while it holds anything that is not ours.
+    let foreign = pgsync::schema::foreign_objects(&tx, crate::migrations::TABLES).await?;
+    if !foreign.is_empty() {
+        return Err(pgsync::Error::SchemaOccupied(foreign).into());
+    }
     // Dropping the schema first removes the capture triggers, so the erase below is not captured.
     pgsync::schema::reinstall(&tx).await?;
     if !synced.is_empty() {

@@ -301,3 +301,38 @@ async fn a_retried_prepare_gets_its_session_back_and_idle_sessions_expire_in_sec
     assert_eq!(client.sql_finish(old).await.unwrap_err().fault(), Some(FaultCode::UnknownSession));
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn clean_refuses_while_the_sync_schema_holds_a_shop_table_and_erases_nothing() {
+    let (agent, shop) = configured_shop("occupied_schema", Limits::default()).await;
+    let client = agent.office();
+    shop.batch_execute("INSERT INTO product (id, code, name, price) VALUES (1, 'p', 'synced', 1)").await.unwrap();
+    // The trap: a role named like the sync schema creates a table with the default search_path ("$user", public),
+    // and it lands in the sync schema.
+    shop.batch_execute(
+        "DO $$ BEGIN CREATE ROLE branchsync; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT USAGE, CREATE ON SCHEMA branchsync TO branchsync;
+         SET ROLE branchsync;
+         CREATE TABLE till_note (id int PRIMARY KEY, note text);
+         INSERT INTO till_note VALUES (1, 'the safe is stuck');
+         RESET ROLE;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&shop, "SELECT count(*) FROM branchsync.till_note").await, 1, "the table landed in the schema");
+
+    let err = client.clean().await.unwrap_err();
+    assert_eq!(err.fault(), Some(FaultCode::SchemaOccupied), "{err}");
+    assert!(err.to_string().contains("branchsync.till_note"), "{err}");
+    assert_eq!(count(&shop, "SELECT count(*) FROM branchsync.till_note").await, 1, "the shop's table is kept");
+    assert_eq!(count(&shop, "SELECT count(*) FROM product").await, 1, "nothing was erased");
+    assert_eq!(count(&shop, "SELECT count(*) FROM branchsync.shop_policy").await, 1, "the policy is kept");
+    assert!(client.status().await.is_ok());
+
+    // Moved out of the way, the table survives the clean that now goes through.
+    shop.batch_execute("ALTER TABLE branchsync.till_note SET SCHEMA public").await.unwrap();
+    client.clean().await.unwrap();
+    assert_eq!(count(&shop, "SELECT count(*) FROM public.till_note").await, 1);
+    assert_eq!(count(&shop, "SELECT count(*) FROM product").await, 0);
+    agent.stop().await;
+}
