@@ -18,7 +18,7 @@ use crate::migrate::migrate;
 pub const ORIGIN_SETTING: &str = "branchsync.origin";
 
 /// The shared sync schema's migrations, in order (see [`crate::migrate`]).
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, crate::import::OWNERSHIP_MIGRATION];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.meta (
@@ -58,6 +58,17 @@ BEGIN
     RAISE EXCEPTION 'table %.% is synced: TRUNCATE would bypass change capture, use DELETE', TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'feature_not_supported';
 END $f$;
+";
+
+/// Who first sent each key of a shop-written table without an id-range column (read and written in
+/// `import/ownership.rs`).
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS branchsync.row_owner (
+    tbl text NOT NULL,
+    pk text[] NOT NULL,
+    branch text NOT NULL,
+    PRIMARY KEY (tbl, pk)
+);
 ";
 
 /// Creates the sync schema if it is missing; an existing one, and its epoch, are kept.

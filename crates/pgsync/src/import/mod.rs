@@ -27,7 +27,6 @@ use protocol::schema::SchemaMismatch;
 use tokio_postgres::{Client, Transaction};
 
 pub use conflicts::{ConflictCheck, RecordedConflict, Rule, recorded as recorded_conflicts};
-pub(crate) use ownership::MIGRATION as OWNERSHIP_MIGRATION;
 pub use ownership::Ownership;
 pub use report::{ApplyReport, TableCounts};
 pub use validate::validate;

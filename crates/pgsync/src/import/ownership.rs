@@ -3,7 +3,7 @@
 //! when they are, if the policy says so. A row is the branch's when its id-range column (the table's own
 //! sequence column, or a foreign key to a shop-written table that has one: sale_item → sale) lies in the
 //! branch's id range, both as sent and as the office has it; a table without such a column records the branch
-//! that first sent each key (`branchsync.row_owner`, whose every statement is here), and no other branch may
+//! that first sent each key (`branchsync.row_owner`, created with the sync schema; every statement on it is here), and no other branch may
 //! write that key afterwards. Anything else refuses the whole import: nothing is applied.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,16 +30,6 @@ pub struct Ownership {
     /// `both_deletes = "own"`).
     pub own_deletes: BTreeSet<TableName>,
 }
-
-/// The sync schema's migration 2: who first sent each key of a shop-written table without an id-range column.
-pub(crate) const MIGRATION: &str = "
-CREATE TABLE IF NOT EXISTS branchsync.row_owner (
-    tbl text NOT NULL,
-    pk text[] NOT NULL,
-    branch text NOT NULL,
-    PRIMARY KEY (tbl, pk)
-);
-";
 
 /// How one table's rows are placed with their branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
