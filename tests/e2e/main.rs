@@ -6,4 +6,5 @@ mod architecture;
 mod crash;
 mod demo;
 mod flows;
+mod operator;
 mod support;

@@ -65,6 +65,12 @@ enum BranchCommand {
     Init {
         /// The branch.
         name: String,
+        /// Initialise a branch that was initialised before or whose shop holds changes (pulled first).
+        #[arg(long)]
+        force: bool,
+        /// Take over an agent that is configured as another branch.
+        #[arg(long)]
+        rebind: bool,
     },
 }
 
@@ -118,7 +124,10 @@ async fn run(cli: Cli) -> Result<Output> {
         Command::Branch(BranchCommand::Add(args)) => commands::branch_add::run(&config()?, args).await,
         Command::Branch(BranchCommand::List) => commands::branch_list::run(&config()?).await,
         Command::Branch(BranchCommand::Remove { name }) => commands::branch_remove::run(&config()?, &name).await,
-        Command::Branch(BranchCommand::Init { name }) => commands::branch_init::run(&config()?, &name).await,
+        Command::Branch(BranchCommand::Init { name, force, rebind }) => {
+            commands::branch_init::run_with(&config()?, &name, commands::branch_init::InitOptions { force, rebind })
+                .await
+        }
         Command::Sync(args) => commands::sync::run(&config()?, args).await,
         Command::Verify { name } => commands::verify::run(&config()?, &name).await,
         Command::Status => commands::status::run(&config()?).await,

@@ -15,8 +15,23 @@ use crate::config::Config;
 use crate::records;
 use crate::sync::{self, BranchReport, Progress, explain, record_outcome};
 
-/// Runs `branch init`.
+/// What may make `branch init` erase a shop that holds data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InitOptions {
+    /// Initialise a branch initialised before, or a shop with changes the office has not pulled (after pulling
+    /// what can be pulled).
+    pub force: bool,
+    /// Take over an agent that is configured as another branch.
+    pub rebind: bool,
+}
+
+/// Runs `branch init` on a branch never initialised, refusing a shop that holds data or is another branch.
 pub async fn run(config: &Config, name: &str) -> Result<Output> {
+    run_with(config, name, InitOptions::default()).await
+}
+
+/// Runs `branch init` with `options`.
+pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Result<Output> {
     let office = sync::office(config).await?;
     let branch = records::find(&office, name).await?;
     let policy = config.policy(&branch.policy, &office).await?;
@@ -24,7 +39,35 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
     let mut report = BranchReport { branch: branch.name.clone(), ..Default::default() };
     let outcome: Result<()> = async {
         let agent = sync::agent(&branch, &config.sync)?;
-        agent.status().await.map_err(explain).context("the agent is not reachable")?;
+        let status = agent.status().await.map_err(explain).context("the agent is not reachable")?;
+        let shop = status.database.as_ref().map_err(|e| anyhow::anyhow!("the shop database is down: {e}"))?;
+        if let Some(other) = shop.assignment.as_ref().map(|a| &a.branch).filter(|b| **b != branch.name)
+            && !options.rebind
+        {
+            anyhow::bail!(
+                "the agent at {} is configured as branch {other}, not {}: check the URL (`branch set {} --url`), since init would erase that shop; pass --rebind to take it over",
+                branch.url,
+                branch.name,
+                branch.name
+            );
+        }
+        let live = branch.initialised_at.is_some() || shop.pending_changes > 0 || shop.assignment.is_some();
+        if live && !options.force {
+            anyhow::bail!(
+                "branch {} was initialised before or its shop holds data ({} changes the office has not pulled): init erases the shop's synced tables; run `sync {}` first, or pass --force (which pulls what it can first)",
+                branch.name,
+                shop.pending_changes,
+                branch.name
+            );
+        }
+        if live && branch.initialised_at.is_some() && shop.pending_changes > 0 {
+            // Whatever the shop sold since the last sync reaches the office before the shop is erased.
+            let pulled = sync::sync_branch(config, &branch, &policy, sync::SyncOptions::default(), &Progress::for_branch(&branch.name)).await;
+            report.notes.push(match pulled.error {
+                None => "pulled the shop's changes before erasing it".into(),
+                Some(e) => format!("could not pull the shop's changes before erasing it: {e}"),
+            });
+        }
         agent.clean().await.map_err(explain).context("clean")?;
         let assignment = policy.assignment(&branch.name, branch.id_range);
         let theirs = agent.configure(&assignment).await.map_err(explain).context("configure")?;

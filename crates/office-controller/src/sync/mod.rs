@@ -93,6 +93,16 @@ async fn run_sync(
     // office died before recording its push): the base of the conflict check and of the push.
     let identity = pgsync::schema::identity(&lock).await?;
     let status = agent.status().await.map_err(explain)?;
+    // A wrong URL must not sync another shop under this branch's name.
+    if let Some(other) = status.database.as_ref().ok().and_then(|s| s.assignment.as_ref()).map(|a| &a.branch)
+        && *other != branch.name
+    {
+        anyhow::bail!(
+            "the agent at {} is configured as branch {other}, not {}: check the branch's URL; nothing was synced",
+            branch.url,
+            branch.name
+        );
+    }
     let applied =
         status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
     let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
