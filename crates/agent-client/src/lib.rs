@@ -262,10 +262,8 @@ impl AgentClient {
             }
             body.extend_from_slice(&chunk);
         }
-        String::from_utf8(body).map_err(|_| ClientError::Protocol {
-            method: method.into(),
-            detail: "an answer that is not UTF-8".into(),
-        })
+        String::from_utf8(body)
+            .map_err(|_| ClientError::Protocol { method: method.into(), detail: "an answer that is not UTF-8".into() })
     }
 
     /// `clean()`.
