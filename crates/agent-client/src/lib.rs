@@ -149,6 +149,9 @@ impl AgentClient {
         let http = builder
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
+            // Below the agent's idle and header-read timeouts (10 s by default), so that a call never goes out on
+            // a kept-alive connection the agent is closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Network { url: base_url.into(), detail: e.to_string() })?;
         let trimmed = base_url.trim_end_matches('/');
