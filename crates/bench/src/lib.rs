@@ -44,6 +44,11 @@ pub async fn run(sizes: &Sizes) -> Result<Results> {
     {
         failed.push(format!("hammer: {e:#}"));
     }
+    if wanted("memory")
+        && let Err(e) = scenarios::office_memory(&env, sizes, &mut results).await
+    {
+        failed.push(format!("memory: {e:#}"));
+    }
     for f in &failed {
         results.notes.push(format!("FAILED {f}"));
     }

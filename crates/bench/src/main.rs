@@ -25,7 +25,7 @@ struct Args {
     /// Rows of the agent's diff scenario.
     #[arg(long)]
     agent_rows: Option<i64>,
-    /// Run only these scenarios: load, catchup, fleet, agent, hammer (comma-separated).
+    /// Run only these scenarios: load, catchup, fleet, agent, hammer, memory (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Use the tiny sizes of the test suite.

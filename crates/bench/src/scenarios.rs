@@ -509,17 +509,9 @@ impl RssSampler {
     }
 }
 
-/// The real agent binary, next to this one (target/release/bench) or one up when running as a test
-/// (target/debug/deps/...).
+/// The real agent binary.
 fn agent_exe() -> Result<std::path::PathBuf> {
-    let here = std::env::current_exe()?;
-    Ok(here
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("shop-agent"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| here.with_file_name("shop-agent")))
+    sibling_exe("shop-agent")
 }
 
 /// Starts the real agent process for `shop_url` with `limits` (TOML lines of its `[limits]` table) and waits
@@ -650,5 +642,203 @@ pub async fn hammer(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<(
         let _ = child.wait();
         outcome?;
     }
+    Ok(())
+}
+
+/// A binary of the workspace, next to this one (target/release/bench) or one up when running as a test.
+fn sibling_exe(name: &str) -> Result<std::path::PathBuf> {
+    let here = std::env::current_exe()?;
+    Ok(here
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| here.with_file_name(name)))
+}
+
+/// Runs the real controller binary with `args` against the configuration at `config_path` and returns its peak
+/// resident memory (VmHWM, sampled until it exits) in KiB and whether it succeeded.
+async fn controller_peak(config_path: &std::path::Path, args: &[&str]) -> Result<(u64, bool)> {
+    let mut child = Command::new(sibling_exe("office-controller")?)
+        .arg("--config")
+        .arg(config_path)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Some(hwm) = status_field(&status_path, "VmHWM:") {
+            peak = peak.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Ok((peak, status.success()));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The office configuration as a file for the controller binary.
+fn config_file(env: &Env, name: &str, office_url: &str) -> Result<std::path::PathBuf> {
+    use testbed::sample::policy;
+    let list = |l: &[&str]| l.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    let path = env.dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = \"{office_url}\"\n[policies.retail]\nfrom_source = [{}]\nfrom_target = [{}]\nboth = [{}]\ninitial = [{}]\n[sync]\nretries = 0\n",
+            list(policy::FROM_SOURCE),
+            list(policy::FROM_TARGET),
+            list(policy::BOTH),
+            list(policy::INITIAL)
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Serves `status` (a configured-looking shop with no policy) and answers every other call with `diff_answer`,
+/// one request per connection: a hostile agent for the office's memory figure.
+async fn fake_agent(diff_answer: String) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let status = {
+        use protocol::wire::Answer;
+        let status = protocol::wire::AgentStatus {
+            version: "0.0.0-fake".into(),
+            protocol: 2,
+            uptime_seconds: 1,
+            last_exchange_unix: 0,
+            last_error: String::new(),
+            database: Ok(Default::default()),
+        };
+        respond_xml(status.into_value())
+    };
+    let answers = std::sync::Arc::new((status, diff_answer));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                let wanted = loop {
+                    let Ok(n) = socket.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break end + 4 + length;
+                    }
+                };
+                while request.len() < wanted {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = if String::from_utf8_lossy(&request).contains("<methodName>status</methodName>") {
+                    &answers.0
+                } else {
+                    &answers.1
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    Ok(base)
+}
+
+fn respond_xml(value: protocol::wire::Value) -> String {
+    shop_agent::rpc::respond(Ok(value))
+}
+
+/// 8: the controller's peak memory (VmHWM of the real `office-controller` process): during a pull of
+/// `memory_rows` sales, and against a fake agent whose one `diff` answer inflates to `bomb_bytes` (refused at the
+/// office's chunk cap). BRIEF §4.8 asks for under 100 MB in both.
+pub async fn office_memory(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    if !sibling_exe("office-controller")?.exists() {
+        results.notes.push("memory: office-controller not built; run `cargo build --release --workspace` first".into());
+        return Ok(());
+    }
+    let (office_url, office) = database(&env.office, "memory_office").await?;
+    sample::load_office(&office, OfficeData { seed: 8, products: 100, services: 5, persons: 50, parameters: 3 })
+        .await?;
+    let config = config(&office_url);
+    ok(commands::init::run(&config).await?, "init")?;
+    let (shop_url, shop) = database(&env.shops, "memory_shop").await?;
+    let _stop = branch(env, &config, "shop-1", 1, &shop_url).await?;
+    let n = sizes.memory_rows;
+    shop.execute(
+        "INSERT INTO sale (sold_at, total, status, receipt) SELECT now(), 1, 'done', gen_random_uuid() FROM generate_series(1, $1::bigint)",
+        &[&n],
+    )
+    .await?;
+    let path = config_file(env, "memory_office", &office_url)?;
+    let (pull_kib, pulled) = controller_peak(&path, &["sync", "shop-1"]).await?;
+    let arrived = count(&office, "SELECT count(*) FROM sale").await?;
+    anyhow::ensure!(pulled && arrived == n, "the pull of {n} sales brought {arrived}");
+    results.lines.push(Line {
+        scenario: format!("8a. controller peak RSS while pulling {n} sales"),
+        ours: format!("{:.1} MB", pull_kib as f64 / 1024.0),
+        peer: "-".into(),
+        ratio: None,
+        goal: "under 100 MB".into(),
+        met: Some(pull_kib < 100 * 1024),
+    });
+
+    // The bomb: a stream of identical comment lines, gzip'd as it is written, so this process never holds it.
+    let mut gz = GzEncoder::new(Vec::new(), Compression::new(gzip_level()));
+    let line = "-- padding padding padding padding padding padding padding padding padding\n".repeat(1024).into_bytes();
+    let mut written = 0u64;
+    while written < sizes.bomb_bytes {
+        gz.write_all(&line)?;
+        written += line.len() as u64;
+    }
+    let data = gz.finish()?;
+    let compressed = data.len();
+    let answer = protocol::wire::DiffAnswer { data, cursor: "bs1/1/2/ab/3:4:".into(), more: false };
+    let base = fake_agent(respond_xml(protocol::wire::Answer::into_value(answer))).await?;
+    let add = commands::branch_add::AddArgs {
+        name: "bomb".into(),
+        url: base,
+        user: "office".into(),
+        password_env: None,
+        password_file: Some(env.password_file()),
+        policy: "retail".into(),
+        number: Some(2),
+    };
+    ok(commands::branch_add::run(&config, add).await?, "branch add")?;
+    office_controller::records::mark_initialised(&office, "bomb", "").await?;
+    let (bomb_kib, took) = controller_peak(&path, &["sync", "bomb"]).await?;
+    anyhow::ensure!(!took, "the bomb was taken");
+    anyhow::ensure!(count(&office, "SELECT count(*) FROM sale").await? == n, "the bomb applied something");
+    results.lines.push(Line {
+        scenario: format!("8b. controller peak RSS against a {} MiB gzip bomb", sizes.bomb_bytes >> 20),
+        ours: format!("{:.1} MB", bomb_kib as f64 / 1024.0),
+        peer: format!("{} KiB compressed", compressed >> 10),
+        ratio: None,
+        goal: "under 100 MB, refused".into(),
+        met: Some(bomb_kib < 100 * 1024),
+    });
+    results.notes.push(
+        "memory: VmHWM of the office-controller process, sampled every 10 ms until it exits; default caps (64 MiB answer body, 64 MiB decompressed chunk)".into(),
+    );
     Ok(())
 }

@@ -23,7 +23,11 @@ pub struct Sizes {
     pub agent_rows: i64,
     /// Seconds of concurrent `status` calls.
     pub status_seconds: f64,
-    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`, `hammer`); all when empty.
+    /// Sales pulled by the controller binary in the memory scenario.
+    pub memory_rows: i64,
+    /// Decompressed size of the gzip bomb in the memory scenario, in bytes.
+    pub bomb_bytes: u64,
+    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`, `hammer`, `memory`); all when empty.
     pub only: Vec<String>,
 }
 
@@ -38,6 +42,8 @@ impl Sizes {
             fleet_sales: 50,
             agent_rows: 1_000_000,
             status_seconds: 5.0,
+            memory_rows: 1_000_000,
+            bomb_bytes: 1 << 30,
             only: Vec::new(),
         }
     }
@@ -52,6 +58,8 @@ impl Sizes {
             fleet_sales: 5,
             agent_rows: 3000,
             status_seconds: 0.5,
+            memory_rows: 2000,
+            bomb_bytes: 8 << 20,
             only: Vec::new(),
         }
     }
