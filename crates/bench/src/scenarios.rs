@@ -838,7 +838,7 @@ pub async fn office_memory(env: &Env, sizes: &Sizes, results: &mut Results) -> R
         met: Some(bomb_kib < 100 * 1024),
     });
     results.notes.push(
-        "memory: VmHWM of the office-controller process, sampled every 10 ms until it exits; default caps (64 MiB answer body, 64 MiB decompressed chunk)".into(),
+        "memory: VmHWM of the office-controller process, sampled every 10 ms until it exits; default caps (64 MiB answer body, 32 MiB decompressed chunk)".into(),
     );
     Ok(())
 }

@@ -88,7 +88,7 @@ pub struct SyncConfig {
     pub deadline_seconds: u64,
     /// Largest answer body read from an agent, in bytes (a `diff` answer is one bounded chunk, base64 in XML).
     pub max_answer_bytes: usize,
-    /// Largest decompressed `diff` chunk, in bytes; of the order of the agents' `chunk_decompressed_bytes`.
+    /// Largest decompressed `diff` chunk, in bytes; the agents' `chunk_decompressed_bytes` default too.
     pub max_chunk_bytes: usize,
 }
 
@@ -103,7 +103,7 @@ impl Default for SyncConfig {
             id_range: 1_000_000_000_000,
             deadline_seconds: 3600,
             max_answer_bytes: 64 << 20,
-            max_chunk_bytes: 64 << 20,
+            max_chunk_bytes: 32 << 20,
         }
     }
 }
@@ -279,5 +279,5 @@ chunk_bytes = 4194304
 id_range = 1000000000000
 deadline_seconds = 3600
 max_answer_bytes = 67108864       # largest answer body read from an agent
-max_chunk_bytes = 67108864        # largest decompressed diff chunk (gzip bombs are refused beyond it)
+max_chunk_bytes = 33554432        # largest decompressed diff chunk (gzip bombs are refused beyond it)
 "#;
