@@ -4,6 +4,7 @@ mod acknowledgement;
 mod agent_cli;
 mod architecture;
 mod crash;
+mod decisions;
 mod demo;
 mod flows;
 mod operator;

@@ -1,6 +1,6 @@
 //! `office-controller branch init NAME`: reachability and schema check, `clean`, `configure` (policy and id
-//! range), full load of the `from_source`, `both` and `initial` tables, `setidstart` at the branch's range, and
-//! the branch's `BranchSynchronization` record.
+//! range), full load of the `from_source`, `both` and `initial` tables, `setidstart` at the branch's range, the
+//! branch's `BranchSynchronization` record, and the first sync, which gives the pull its cursor.
 
 use std::time::Instant;
 
@@ -95,6 +95,14 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         }
         agent.setidstart(branch.id_start()).await.map_err(explain).context("setidstart")?;
         records::mark_initialised(&office, &branch.name, &up.cursor).await?;
+        // The first sync gives the pull its cursor. Without one the pull is a full export, which carries rows but
+        // never deletes: what the shop deleted before its first sync would stay at the office. Right after the load
+        // the shop holds only the office's own rows, which its export leaves out (no echo), so this moves nothing.
+        let initialised = records::find(&office, &branch.name).await?;
+        let first = sync::sync_branch(config, &initialised, &policy, sync::SyncOptions::default(), &progress).await;
+        if let Some(e) = first.error {
+            anyhow::bail!("the shop is loaded, but its first sync failed: {e}; run `sync {}`", branch.name);
+        }
         Ok(())
     }
     .await;

@@ -44,7 +44,13 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
     for (table, n) in &up.per_table {
         cycle.report.add(table, "push", *n, 0);
     }
-    if !cycle.options.dry_run {
+    if up.deferred > 0 {
+        // The shop kept its older cursor: what it deferred stays unsent, for the next pull to decide.
+        cycle.report.notes.push(format!(
+            "the shop deferred {} rows it changed during the sync; they are decided and sent again on the next sync",
+            up.deferred
+        ));
+    } else if !cycle.options.dry_run {
         records::set_push_cursor(&up.office, &cycle.branch.name, &up.cursor).await?;
     }
     cycle.office = Some(up.office);
@@ -62,6 +68,9 @@ pub struct Uploaded {
     pub per_table: Vec<(TableName, u64)>,
     /// Compressed bytes.
     pub bytes: u64,
+    /// Rows the shop deferred (it changed them itself and the office has not pulled that yet); the shop then
+    /// keeps its older cursor, and so must the office's record of it.
+    pub deferred: u64,
 }
 
 /// Exports from the office in one snapshot and uploads every chunk in one session, finished by the shop in one
@@ -82,7 +91,7 @@ pub async fn upload(
         // Nothing the shop lacks: no session to open. The cursor is still the acknowledged one.
         let cursor = session.cursor().to_string();
         let per_table = session.table_rows().to_vec();
-        return Ok(Uploaded { office: session.finish().await?, cursor, per_table, bytes: 0 });
+        return Ok(Uploaded { office: session.finish().await?, cursor, per_table, bytes: 0, deferred: 0 });
     }
     let sid = if dry_run { 0 } else { agent.sql_prepare().await.map_err(explain)? };
     let sent = send(agent, session, sid, dry_run, on_chunk).await;
@@ -134,8 +143,6 @@ async fn send(
     let cursor = session.cursor().to_string();
     let per_table = session.table_rows().to_vec();
     let office = session.finish().await?;
-    if !dry_run {
-        agent.sql_finish(sid).await.map_err(explain)?;
-    }
-    Ok(Uploaded { office, cursor, per_table, bytes })
+    let deferred = if dry_run { 0 } else { agent.sql_finish(sid).await.map_err(explain)?.deferred.max(0) as u64 };
+    Ok(Uploaded { office, cursor, per_table, bytes, deferred })
 }

@@ -53,8 +53,10 @@ pub struct ConflictCheck {
 
 /// Finds the staged rows whose keys the office changed since its last push to the branch, records each
 /// conflict with both versions and the decision, and takes the rows the office wins out of the stage. A key the
-/// office wins is marked changed again, so that the next push carries the office's version back to the shop.
-/// `upsert` is false for a stage of deleted keys (the shop's version is then "deleted"). Returns the number of
+/// office wins is marked changed again, so that the next push carries the office's version back to the shop:
+/// as an update where the office holds the row, as a delete where it deleted it (an update of a missing row
+/// would be exported as nothing, and the shop would keep the row the office's decision removed). A key both
+/// sides deleted is no conflict. `upsert` is false for a stage of deleted keys (the shop's version is then "deleted"). Returns the number of
 /// conflicts.
 pub(crate) async fn decide(
     tx: &Transaction<'_>,
@@ -89,14 +91,17 @@ pub(crate) async fn decide(
             FROM {stage} s LEFT JOIN {table} t ON {join}
             WHERE EXISTS (SELECT 1 FROM branchsync.change_log cl WHERE cl.tbl = $2 AND cl.pk = {sk}
                           AND cl.origin <> $1 AND ($4::text IS NULL OR NOT pg_visible_in_snapshot(cl.xid, $4::text::pg_snapshot)))
-            RETURNING pk, decision),
-         dropped AS (DELETE FROM {stage} s USING decided d WHERE d.decision = 'office' AND d.pk = {sk} RETURNING d.pk),
-         touched AS (INSERT INTO branchsync.change_log (tbl, pk, op, origin) SELECT $2, pk, 'U', '' FROM dropped RETURNING 1)
+              AND ({upsert} OR t.{first} IS NOT NULL)
+            RETURNING pk, decision, office_version IS NULL AS gone),
+         dropped AS (DELETE FROM {stage} s USING decided d WHERE d.decision = 'office' AND d.pk = {sk} RETURNING d.pk, d.gone),
+         touched AS (INSERT INTO branchsync.change_log (tbl, pk, op, origin)
+                     SELECT $2, pk, CASE WHEN gone THEN 'D' ELSE 'U' END, '' FROM dropped RETURNING 1)
          SELECT (SELECT count(*) FROM decided), (SELECT count(*) FROM touched)",
         sk = key_of("s"),
         first = quote_ident(&table.primary_key[0]),
         table = table.name.quoted(),
         join = join.join(" AND "),
+        upsert = if upsert { "true" } else { "false" },
     );
     let row = tx
         .query_one(sql.as_str(), &[&check.branch, &table.name.to_string(), &rule.name(), &check.unsent_since])

@@ -69,7 +69,7 @@ pub struct ImportOptions {
     /// `session_replication_role` (superuser, or `GRANT SET ON PARAMETER session_replication_role`).
     pub set_based_foreign_keys: bool,
     /// Record the cursor the chunks carry as the last applied from `origin` (`branchsync.peer_cursor`), in the
-    /// same transaction. Without it the caller records [`Imported::cursor`] in its own books, in the same
+    /// same transaction, unless a row was deferred (the older cursor stays, so the sender sends it again). Without it the caller records [`Imported::cursor`] in its own books, in the same
     /// transaction.
     pub record_peer_cursor: bool,
     /// Take replacing uploads (`-- replace:`): the rows of those tables that no chunk carried are deleted at
@@ -213,7 +213,11 @@ impl<'c> ImportSession<'c> {
             _ => BTreeSet::new(),
         };
         self.imported.report.merge(prune::prune_unseen(tx, self.catalog, &self.replaced, &deferred).await?);
+        // A deferred row is an office change the shop has not applied: keeping the older cursor keeps that change
+        // inside the office's conflict window and the next push's export, so that the office decides it against
+        // the shop's version instead of taking the shop's edit as a plain update (and losing its own).
         if self.options.record_peer_cursor
+            && self.imported.report.deferred() == 0
             && let Some(cursor) = &self.imported.cursor
         {
             peer_cursor::record(tx, &self.options.origin, cursor).await?;

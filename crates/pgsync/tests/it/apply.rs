@@ -106,21 +106,32 @@ async fn incoming_rows_with_unacknowledged_local_changes_are_deferred() {
         .unwrap();
     shop.batch_execute("UPDATE person SET name = 'edited at the shop' WHERE id = 1").await.unwrap();
     let allowed: BTreeSet<_> = tables.iter().cloned().collect();
-    let incoming = read_sql(
+    let mut incoming = read_sql(
         "insert into PERSON (id, name) values (1, 'office edit'), (2, 'office edit') on conflict (id) do update set name = excluded.name",
         &allowed,
     )
     .unwrap();
+    incoming.header.cursor = Some("the office's cursor".into());
     let options = ImportOptions {
         origin: "office".into(),
         guard: Guard::Defer([protocol::payload::TableName::new("public", "person")].into()),
+        record_peer_cursor: true,
         ..Default::default()
     };
-    let report = pgsync::apply(&mut shop, &catalog, &[incoming], options).await.unwrap().report;
+    let report =
+        pgsync::apply(&mut shop, &catalog, std::slice::from_ref(&incoming), options.clone()).await.unwrap().report;
     assert_eq!(report.deferred(), 1);
     let names: Vec<String> =
         shop.query("SELECT name FROM person ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(names, vec!["edited at the shop".to_string(), "office edit".to_string()]);
+    // What was deferred is not applied: the shop keeps its older cursor, so the office sends it again and
+    // decides it against the shop's edit.
+    assert_eq!(cursor_of(&shop).await, None);
+    // Once the office has the shop's edit (acknowledged), the same upload applies whole and moves the cursor.
+    shop.batch_execute("DELETE FROM branchsync.change_log").await.unwrap();
+    let report = pgsync::apply(&mut shop, &catalog, &[incoming], options).await.unwrap().report;
+    assert_eq!(report.deferred(), 0);
+    assert_eq!(cursor_of(&shop).await.as_deref(), Some("the office's cursor"));
     let _ = shop_url;
 }
 
