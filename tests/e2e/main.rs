@@ -8,4 +8,5 @@ mod decisions;
 mod demo;
 mod flows;
 mod operator;
+mod restore;
 mod support;

@@ -62,6 +62,42 @@ impl Shop {
         }
     }
 
+    /// The shop database's connection string, as the agent's configuration has it.
+    pub fn database_url(&self) -> String {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let line = config.lines().find(|l| l.starts_with("database_url")).expect("database_url in the agent config");
+        line.split('"').nth(1).unwrap().to_string()
+    }
+
+    /// Backs the shop database up with `pg_dump` (custom format) into `path`.
+    pub fn dump(&self, path: &std::path::Path) {
+        let out = Command::new(self._cluster.bin_dir().join("pg_dump"))
+            .args(["-Fc", "-f"])
+            .arg(path)
+            .args(["-d", &self.database_url()])
+            .output()
+            .expect("pg_dump runs");
+        assert!(out.status.success(), "pg_dump: {}", text(&out));
+    }
+
+    /// Restores the backup at `path` with `pg_restore` into a new database of the shop's cluster, as an operator
+    /// rebuilds a shop's server, points the agent at it (restarting the agent) and reconnects [`Shop::db`].
+    pub async fn restore(&mut self, path: &std::path::Path) {
+        self.stop_agent();
+        let old = self.database_url();
+        let new = self._cluster.create_database("restored").await.unwrap();
+        let out = Command::new(self._cluster.bin_dir().join("pg_restore"))
+            .args(["--exit-on-error", "-d", &new])
+            .arg(path)
+            .output()
+            .expect("pg_restore runs");
+        assert!(out.status.success(), "pg_restore: {}", text(&out));
+        let config = std::fs::read_to_string(&self.config).unwrap().replace(&old, &new);
+        std::fs::write(&self.config, config).unwrap();
+        self.db = pgsync::connect(&new).await.unwrap();
+        self.start_agent();
+    }
+
     /// Kills the agent process.
     pub fn stop_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {

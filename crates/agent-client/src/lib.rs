@@ -298,7 +298,13 @@ impl AgentClient {
 
     /// `setidstart(id)`.
     pub async fn setidstart(&self, id: i64) -> Result<IdRange, ClientError> {
-        self.request(wire::SetIdStart { id }).await
+        self.request(wire::SetIdStart { id, above: None }).await
+    }
+
+    /// `setidstart(id, above)`: also moves every sequence above `above`, the highest id of the branch's range
+    /// the office holds.
+    pub async fn setidstart_above(&self, id: i64, above: i64) -> Result<IdRange, ClientError> {
+        self.request(wire::SetIdStart { id, above: Some(above) }).await
     }
 
     /// `diff(since)`.

@@ -29,6 +29,7 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
         unsent_since: applied.map(|c| c.snapshot.clone()),
         rules: cycle.policy.rules.clone(),
         newer_column: cycle.policy.newer_column.clone(),
+        compare_values: false,
     };
     let set_based = may_set_replication_role(cycle.office()?).await?;
     if !set_based {
@@ -47,10 +48,10 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
             Default::default()
         },
     };
-    let take = Take {
+    let mut take = Take {
         catalog: &catalog,
         limits: &limits,
-        options: ImportOptions::office(check, set_based, ownership),
+        options: ImportOptions::office(check.clone(), set_based, ownership.clone()),
         dry_run: cycle.options.dry_run,
     };
     let mut since = cycle.branch.pull_cursor.clone().unwrap_or_default();
@@ -63,7 +64,9 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
                 Some(answer) => answer,
                 None => match cycle.agent.diff(&cursor).await {
                     Err(e) if e.fault() == Some(FaultCode::CursorRefused) && !cursor.is_empty() => {
-                        fall_back(cycle, &e).await?;
+                        fall_back(cycle, &catalog, &e).await?;
+                        let compare = ConflictCheck { compare_values: true, ..check.clone() };
+                        take.options = ImportOptions::office(compare, set_based, ownership.clone());
                         cursor.clear();
                         since.clear();
                         continue;
@@ -119,9 +122,28 @@ async fn confirm(cycle: &mut Cycle<'_>, cursor: &str) -> Result<()> {
     }
 }
 
-/// The shop refused the pull cursor (a rebuilt or restored shop): say so, and start a full pull.
-async fn fall_back(cycle: &mut Cycle<'_>, e: &agent_client::ClientError) -> Result<()> {
+/// The shop refused the pull cursor: it was restored from a backup or rebuilt, so its sequences may be rewound
+/// and its rows stale. Before the full pull, every shop sequence is moved above the highest id of the branch's
+/// range the office holds (a rewound sequence would issue ids of later sales again); the full pull then
+/// compares values (a differing row is a conflict, never a silent overwrite), and the push becomes complete (the
+/// shop's catalogue may be older than what the office's change log still holds).
+async fn fall_back(cycle: &mut Cycle<'_>, catalog: &Catalog, e: &agent_client::ClientError) -> Result<()> {
     cycle.report.notes.push(format!("pull cursor refused by the shop ({e}); fell back to a full pull"));
+    cycle.options.full = true;
+    let id_start = cycle.branch.id_start();
+    let id_end = id_start + cycle.branch.id_range - 1;
+    let highest = highest_id(&*cycle.office()?, catalog, id_start, id_end).await?;
+    if let Some(highest) = highest
+        && !cycle.options.dry_run
+    {
+        let moved = cycle.agent.setidstart_above(id_start, highest).await.map_err(explain).context(
+            "moving the shop's sequences past the ids the office holds (nothing was pulled; fix this before the shop sells again)",
+        )?;
+        cycle.report.notes.push(format!(
+            "moved {} shop sequences above id {highest}, the highest of the branch the office holds",
+            moved.sequences.len()
+        ));
+    }
     if !cycle.options.dry_run {
         let entry = LogEntry {
             branch: &cycle.branch.name,
@@ -135,6 +157,23 @@ async fn fall_back(cycle: &mut Cycle<'_>, e: &agent_client::ClientError) -> Resu
         records::log(&*cycle.office()?, entry).await?;
     }
     Ok(())
+}
+
+/// The highest id in `start..=end` of any id sequence's column among the pulled tables at the office.
+async fn highest_id(office: &Client, catalog: &Catalog, start: i64, end: i64) -> Result<Option<i64>> {
+    let mut highest: Option<i64> = None;
+    for table in catalog.tables() {
+        for (column, _) in &table.sequences {
+            let column = protocol::sql::quote_ident(column);
+            let sql = format!(
+                "SELECT max({column})::bigint FROM {} WHERE {column} BETWEEN $1::bigint AND $2::bigint",
+                table.name.quoted()
+            );
+            let max: Option<i64> = office.query_one(sql.as_str(), &[&start, &end]).await?.get(0);
+            highest = highest.max(max);
+        }
+    }
+    Ok(highest)
 }
 
 /// Whether the office role may set `session_replication_role` (a superuser, or granted `SET ON PARAMETER` since

@@ -239,6 +239,8 @@ fn path<'a>(
         Guard::Defer(tables) if tables.contains(&table.name) => TableGuard::Defer,
         Guard::Decide(check) => match check.rules.get(&table.name) {
             Some(rule) => TableGuard::Decide(check, *rule),
+            // After a refused cursor the office keeps what it holds of the shop's own tables too.
+            None if check.compare_values => TableGuard::Decide(check, conflicts::Rule::OfficeWins),
             None => TableGuard::None,
         },
         _ => TableGuard::None,

@@ -71,7 +71,7 @@ pub(crate) async fn apply(
                 ownership::check(tx, table, &stage, columns, rule, ownership, false).await?;
             }
             if let TableGuard::Decide(check, rule) = guard {
-                counts.conflicts += conflicts::decide(tx, table, &stage, check, rule, true).await?;
+                counts.conflicts += conflicts::decide(tx, table, &stage, columns, check, rule, true).await?;
             }
             if remember {
                 prune::remember(tx, table, &stage).await?;
@@ -124,7 +124,7 @@ pub(crate) async fn apply(
                 ownership::check(tx, table, &stage, key, rule, ownership, true).await?;
             }
             if let TableGuard::Decide(check, rule) = guard {
-                counts.conflicts += conflicts::decide(tx, table, &stage, check, rule, false).await?;
+                counts.conflicts += conflicts::decide(tx, table, &stage, key, check, rule, false).await?;
             }
             let defer = matches!(guard, TableGuard::Defer);
             let matches: Vec<String> = key.iter().map(|c| format!("t.{0} = s.{0}", quote_ident(c))).collect();

@@ -60,7 +60,8 @@ mod tests {
         round(SqlAbort { sid: 9 });
         round(SqlCreate { sid: 7, data: vec![1, 2, 3] });
         round(SqlFinish { sid: 1 << 40 });
-        round(SetIdStart { id: 1_000_000_000_000 });
+        round(SetIdStart { id: 1_000_000_000_000, above: None });
+        round(SetIdStart { id: 1_000_000_000_000, above: Some(1_000_000_000_041) });
         round(Diff { since: "bs1/1/2/ab/3:4:".into() });
         round(Verify);
         round(Confirm { cursor: "bs1/1/2/ab/3:4:".into() });

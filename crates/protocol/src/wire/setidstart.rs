@@ -1,12 +1,16 @@
-//! `setidstart(id) -> struct`: move the id sequences of the tables the shop writes into its range.
+//! `setidstart(id[, above]) -> struct`: move the id sequences of the tables the shop writes into its range, and
+//! past the ids the office already holds of it (a shop restored from a backup).
 
 use super::call::{Answer, Call, Members, Params, Value, WireError, structure};
 
-/// The `setidstart(id)` request.
+/// The `setidstart(id[, above])` request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetIdStart {
     /// The first id of the branch's range.
     pub id: i64,
+    /// The highest id of the range the office already holds: every sequence continues above it (v2; absent,
+    /// as Stoq sends it: `None`).
+    pub above: Option<i64>,
 }
 
 /// The range the sequences now live in.
@@ -25,12 +29,15 @@ impl Call for SetIdStart {
     type Answer = IdRange;
 
     fn into_params(self) -> Vec<Value> {
-        vec![Value::Long(self.id)]
+        std::iter::once(self.id).chain(self.above).map(Value::Long).collect()
     }
 
     fn from_params(params: Params) -> Result<Self, WireError> {
-        params.expect(1)?;
-        Ok(SetIdStart { id: params.int(0, "id")? })
+        if params.expect(1).is_ok() {
+            return Ok(SetIdStart { id: params.int(0, "id")?, above: None });
+        }
+        params.expect(2)?;
+        Ok(SetIdStart { id: params.int(0, "id")?, above: Some(params.int(1, "above")?) })
     }
 }
 

@@ -1,6 +1,8 @@
 //! `setidstart(id)`: makes every id sequence of the tables the shop writes (`from_target`, `both`) continue at
 //! `id`, never moving one backwards, and caps each at the end of the branch's range (`id + id_range - 1`) so the
-//! shop can never issue another branch's ids. All sequences or none, in one transaction.
+//! shop can never issue another branch's ids. With `above` (the highest id of the range the office holds), every
+//! sequence also continues above it: a shop restored from a backup must not issue an id again that the office
+//! already holds for a later sale. All sequences or none, in one transaction.
 
 use protocol::wire::{IdRange, SetIdStart};
 
@@ -9,7 +11,7 @@ use crate::error::AgentError;
 use crate::store;
 
 /// Handles `setidstart(id)`.
-pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result<IdRange, AgentError> {
+pub async fn call(agent: &Agent, SetIdStart { id: start, above }: SetIdStart) -> Result<IdRange, AgentError> {
     if start < 1 {
         return Err(AgentError::BadParams("setidstart: id must be at least 1".into()));
     }
@@ -18,6 +20,16 @@ pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result
     let end = start.checked_add(policy.id_range - 1).ok_or_else(|| {
         AgentError::IdRange(format!("id {start} plus the range of {} overflows a 64-bit id", policy.id_range))
     })?;
+    // The first id every sequence must reach: the range's start, or past what the office holds.
+    let floor = match above {
+        Some(above) if above >= end => {
+            return Err(AgentError::IdRange(format!(
+                "the office already holds id {above}, the end of this branch's range {start}..{end}: the range is used up, give the branch a new number"
+            )));
+        }
+        Some(above) if above >= start => above + 1,
+        _ => start,
+    };
     let catalog = pgsync::Catalog::load(&*client, &policy.policy.to_office()).await?;
     let tx = client.transaction().await?;
     let mut moved = Vec::new();
@@ -48,13 +60,13 @@ pub async fn call(agent: &Agent, SetIdStart { id: start }: SetIdStart) -> Result
                 )));
             }
             tx.batch_execute(&format!("ALTER SEQUENCE {sequence} MAXVALUE {end}")).await?;
-            if next < start {
-                tx.query_one("SELECT setval($1::text::regclass, $2, false)", &[sequence, &start]).await?;
+            if next < floor {
+                tx.query_one("SELECT setval($1::text::regclass, $2, false)", &[sequence, &floor]).await?;
             }
             moved.push(sequence.clone());
         }
     }
     tx.commit().await?;
-    tracing::info!(start, end, sequences = moved.len(), "id range set");
+    tracing::info!(start, end, floor, sequences = moved.len(), "id range set");
     Ok(IdRange { start, end, sequences: moved })
 }
