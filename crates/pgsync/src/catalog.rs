@@ -29,6 +29,9 @@ pub struct ForeignKey {
     pub references: TableName,
     /// The referenced columns.
     pub ref_columns: Vec<String>,
+    /// Declared `DEFERRABLE`: an import checks it at its end, so it does not constrain the order of rows or
+    /// tables (a cycle through it is allowed).
+    pub deferrable: bool,
 }
 
 /// A synced table as the database defines it.
@@ -178,7 +181,7 @@ SELECT n.nspname::text, c.relname::text,
             ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(x, o) JOIN pg_attribute a
                   ON a.attrelid = con.conrelid AND a.attnum = k.x ORDER BY k.o),
             ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(x, o) JOIN pg_attribute a
-                  ON a.attrelid = con.confrelid AND a.attnum = k.x ORDER BY k.o)) ORDER BY con.conname)
+                  ON a.attrelid = con.confrelid AND a.attnum = k.x ORDER BY k.o), con.condeferrable) ORDER BY con.conname)
      FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
      WHERE con.conrelid = c.oid AND con.contype = 'f'),
   (SELECT jsonb_agg(jsonb_build_array(a.attname, s.oid::regclass::text) ORDER BY a.attnum) FROM pg_depend d
@@ -208,6 +211,7 @@ fn table_from_row(row: &tokio_postgres::Row) -> Result<TableInfo> {
             references: TableName::new(text(&f[0]), text(&f[1])),
             columns: texts(&f[2]),
             ref_columns: texts(&f[3]),
+            deferrable: f[4].as_bool().unwrap_or(false),
         })
         .collect();
     let sequences = list(5).iter().map(|s| (text(&s[0]), text(&s[1]))).collect();
@@ -215,7 +219,8 @@ fn table_from_row(row: &tokio_postgres::Row) -> Result<TableInfo> {
 }
 
 /// Kahn's algorithm over the references between the given tables; ties broken by name so the order is stable.
-/// References to tables outside the set and to the table itself do not constrain the order.
+/// References to tables outside the set, to the table itself, and deferrable ones (checked when the import ends)
+/// do not constrain the order.
 pub fn order_by_foreign_keys(tables: Vec<TableInfo>) -> Result<Vec<TableInfo>> {
     let names: BTreeSet<TableName> = tables.iter().map(|t| t.name.clone()).collect();
     let mut parents: BTreeMap<TableName, BTreeSet<TableName>> = BTreeMap::new();
@@ -223,6 +228,7 @@ pub fn order_by_foreign_keys(tables: Vec<TableInfo>) -> Result<Vec<TableInfo>> {
         let refs = t
             .foreign_keys
             .iter()
+            .filter(|fk| !fk.deferrable)
             .map(|fk| fk.references.clone())
             .filter(|r| r != &t.name && names.contains(r))
             .collect();

@@ -48,8 +48,10 @@ pub enum Error {
         /// What the reader said.
         source: PayloadError,
     },
-    /// A statement that read well but cannot be applied here (wrong key, bad value, constraint violation).
-    #[error("chunk {chunk} statement {statement}: {message}")]
+    /// A statement that read well but cannot be applied here (wrong key, bad value, constraint violation). Until
+    /// the sender's data or the receiver's rows change, every sync of the channel stops here, so the table is
+    /// named whenever it is known, and the message carries the database's detail, which names the row's values.
+    #[error("chunk {chunk} statement {statement}{}: {message}", in_table(table.as_ref()))]
     Rejected {
         /// 1-based index of the chunk.
         chunk: usize,
@@ -57,6 +59,8 @@ pub enum Error {
         statement: usize,
         /// The SQLSTATE, when the database refused it.
         sqlstate: Option<String>,
+        /// The table the statement writes, when known.
+        table: Option<TableName>,
         /// What was wrong.
         message: String,
     },
@@ -110,22 +114,44 @@ impl From<tokio_postgres::Error> for Error {
 
 /// A database error while applying a statement is the statement's fault when it is about the data (class 22
 /// data exceptions, class 23 constraint violations, 21000 a key twice in one statement); otherwise it is ours.
-pub(crate) fn rejected(e: Error, chunk: usize, statement: usize) -> Error {
+/// `in_table` is the table the statement writes, named in the error so the operator knows where the channel is
+/// stuck.
+pub(crate) fn rejected(e: Error, chunk: usize, statement: usize, in_table: Option<&TableName>) -> Error {
     match &e {
         Error::Db(db) => {
             let code = db.code().map(|c| c.code().to_string());
             let about_data =
                 code.as_deref().is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c == "21000");
             if about_data {
-                let message = db.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| db.to_string());
-                Error::Rejected { chunk, statement, sqlstate: code, message }
+                Error::Rejected { chunk, statement, sqlstate: code, table: in_table.cloned(), message: db_message(db) }
             } else {
                 e
             }
         }
-        Error::Rejected { chunk: 0, statement: 0, sqlstate, message } => {
-            Error::Rejected { chunk, statement, sqlstate: sqlstate.clone(), message: message.clone() }
-        }
+        Error::Rejected { chunk: 0, statement: 0, sqlstate, table, message } => Error::Rejected {
+            chunk,
+            statement,
+            sqlstate: sqlstate.clone(),
+            table: table.clone().or_else(|| in_table.cloned()),
+            message: message.clone(),
+        },
         _ => e,
     }
+}
+
+/// The database's message with its detail, which names the offending values (`Key (code)=(C9) already
+/// exists.`), so that the operator sees what collides.
+pub(crate) fn db_message(db: &tokio_postgres::Error) -> String {
+    match db.as_db_error() {
+        Some(d) => match d.detail() {
+            Some(detail) => format!("{} ({detail})", d.message()),
+            None => d.message().to_string(),
+        },
+        None => db.to_string(),
+    }
+}
+
+/// `Rejected`'s table, as its message names it.
+fn in_table(table: Option<&TableName>) -> String {
+    table.map(|t| format!(", table {t}")).unwrap_or_default()
 }

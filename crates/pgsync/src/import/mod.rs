@@ -150,6 +150,10 @@ impl<'c> ImportSession<'c> {
             empty_tables(tx, &catalog.subset(&options.fresh_among)).await?
         };
         tx.query_one("SELECT set_config($1, $2, true)", &[&ORIGIN_SETTING, &options.origin]).await?;
+        // The sender's rows arrive as net states in key order, not as the steps that produced them: two products
+        // that swapped barcodes, or a category filed under one that comes later, hold for a moment what a
+        // constraint checked row by row refuses. A constraint declared DEFERRABLE is checked once, at the end.
+        tx.batch_execute("SET CONSTRAINTS ALL DEFERRED").await?;
         let owned = options.ownership.as_ref().map(|o| ownership::rules(catalog, o)).unwrap_or_default();
         Ok(ImportSession {
             owned,
@@ -176,6 +180,7 @@ impl<'c> ImportSession<'c> {
                 chunk: number,
                 statement: 0,
                 sqlstate: None,
+                table: None,
                 message: "a replacing upload (-- replace:) is not accepted from this sender".into(),
             });
         }
@@ -197,7 +202,7 @@ impl<'c> ImportSession<'c> {
                 } else if e.sqlstate() == Some("42501") {
                     Error::NotWritable { table: table.name.clone(), need: "write" }
                 } else {
-                    rejected(e, number, s + 1)
+                    rejected(e, number, s + 1, Some(&table.name))
                 }
             })?;
         }
@@ -221,6 +226,12 @@ impl<'c> ImportSession<'c> {
             && let Some(cursor) = &self.imported.cursor
         {
             peer_cursor::record(tx, &self.options.origin, cursor).await?;
+        }
+        // Checked here rather than at commit, so that a violation is the upload's fault with its table named, and
+        // the caller rolls back as after any refused chunk.
+        if let Err(e) = tx.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await {
+            let table = e.as_db_error().and_then(|d| Some(TableName::new(d.schema()?, d.table()?)));
+            return Err(rejected(e.into(), self.imported.chunks, 0, table.as_ref()));
         }
         Ok(self.imported)
     }

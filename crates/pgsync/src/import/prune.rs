@@ -44,7 +44,7 @@ pub(crate) async fn prune_unseen(
         let defer = deferred.contains(&table.name);
         let kept = if defer { format!(" AND NOT {}", pending_local_of(table, "t")) } else { String::new() };
         let sql = format!("DELETE FROM {} t WHERE {unseen}{kept}", table.name.quoted());
-        let pruned = tx.execute(sql.as_str(), &[]).await.map_err(|e| rejected(e.into(), 0, 0))?;
+        let pruned = tx.execute(sql.as_str(), &[]).await.map_err(|e| rejected(e.into(), 0, 0, Some(&table.name)))?;
         let counts = report.counts(&table.name);
         counts.pruned += pruned;
         if defer {

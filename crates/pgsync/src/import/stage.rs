@@ -124,6 +124,7 @@ pub(crate) async fn check_foreign_keys(tx: &Transaction<'_>, table: &TableInfo, 
                 chunk: 0,
                 statement: 0,
                 sqlstate: Some("23503".into()),
+                table: Some(table.name.clone()),
                 message: format!(
                     "insert or update on table {} violates foreign key ({}): key {key} is not present in table {}",
                     table.name,

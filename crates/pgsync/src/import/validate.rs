@@ -17,7 +17,8 @@ pub fn validate(catalog: &Catalog, payload: &Payload, chunk: usize) -> Result<()
         compare_columns(table, declared, &ours.column_decls())?;
     }
     for (i, statement) in payload.statements.iter().enumerate() {
-        let reject = |message: String| Error::Rejected { chunk, statement: i + 1, sqlstate: None, message };
+        let reject =
+            |message: String| Error::Rejected { chunk, statement: i + 1, sqlstate: None, table: None, message };
         let table =
             catalog.get(statement.table()).ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
         let pk: BTreeSet<&String> = table.primary_key.iter().collect();

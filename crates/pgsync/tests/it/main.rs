@@ -3,6 +3,7 @@
 
 mod apply;
 mod capture;
+mod constraints;
 mod migrate;
 mod roundtrip;
 mod support;
