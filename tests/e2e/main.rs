@@ -3,6 +3,7 @@
 mod acknowledgement;
 mod agent_cli;
 mod architecture;
+mod constraints;
 mod crash;
 mod decisions;
 mod demo;

@@ -136,10 +136,24 @@ fn list(l: &[&str]) -> String {
     l.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ")
 }
 
+/// What a test adds to the sample schema and the retail policy: `ddl` runs at the office and at every shop
+/// before the branches are initialised.
+#[derive(Default)]
+pub struct Extra {
+    pub ddl: &'static str,
+    pub from_source: &'static [&'static str],
+    pub both: &'static [&'static str],
+}
+
 impl Fleet {
     /// Starts an office with sample data and `shops` shops with running agents, runs `init`, `branch add` and
     /// `branch init` for each shop through the controller binary.
     pub async fn new(label: &str, shops: usize, products: i64, conflict: &str) -> Fleet {
+        Fleet::with(label, shops, products, conflict, Extra::default()).await
+    }
+
+    /// [`Fleet::new`] with `extra` tables and columns.
+    pub async fn with(label: &str, shops: usize, products: i64, conflict: &str, extra: Extra) -> Fleet {
         let dir = std::env::temp_dir().join(format!("branchsync-e2e-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -153,15 +167,16 @@ impl Fleet {
         )
         .await
         .unwrap();
+        office.batch_execute(extra.ddl).await.unwrap();
         let config = dir.join("office.toml");
         std::fs::write(
             &config,
             format!(
                 "database_url = \"{office_url}\"\n[policies.retail]\nfrom_source = [{}]\nfrom_target = [{}]\nboth = [{}]\ninitial = [{}]\n\
                  conflict = \"{conflict}\"\n[sync]\nconcurrency = 4\ntimeout_seconds = 30\nretries = 1\nbackoff_ms = 100\nchunk_bytes = 65536\n",
-                list(policy::FROM_SOURCE),
+                list(&[policy::FROM_SOURCE, extra.from_source].concat()),
                 list(policy::FROM_TARGET),
-                list(policy::BOTH),
+                list(&[policy::BOTH, extra.both].concat()),
                 list(policy::INITIAL)
             ),
         )
@@ -174,6 +189,7 @@ impl Fleet {
             let url = cluster.create_database("shop").await.unwrap();
             let db = pgsync::connect(&url).await.unwrap();
             sample::create_schema(&db).await.unwrap();
+            db.batch_execute(extra.ddl).await.unwrap();
             let port = free_port();
             let agent_config = dir.join(format!("shop{i}.toml"));
             std::fs::write(

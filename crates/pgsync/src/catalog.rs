@@ -34,6 +34,18 @@ pub struct ForeignKey {
     pub deferrable: bool,
 }
 
+/// A unique constraint or unique index of a synced table other than its primary key (plain columns, no
+/// predicate): an import must not trip over it when rows swap their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// The constrained columns.
+    pub columns: Vec<String>,
+    /// Declared `DEFERRABLE`: an import checks it at its end, so swaps apply as they come.
+    pub deferrable: bool,
+    /// `NULLS NOT DISTINCT` (PostgreSQL 15): two NULLs collide too.
+    pub nulls_not_distinct: bool,
+}
+
 /// A synced table as the database defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableInfo {
@@ -45,6 +57,8 @@ pub struct TableInfo {
     pub primary_key: Vec<String>,
     /// Foreign keys.
     pub foreign_keys: Vec<ForeignKey>,
+    /// Unique keys besides the primary key.
+    pub unique_keys: Vec<UniqueKey>,
     /// Sequences owned by columns (serial or identity), as `(column, qualified sequence name)`.
     pub sequences: Vec<(String, String)>,
     /// Whether a column is `GENERATED ALWAYS AS IDENTITY`, so inserts need `OVERRIDING SYSTEM VALUE`.
@@ -184,6 +198,14 @@ SELECT n.nspname::text, c.relname::text,
                   ON a.attrelid = con.confrelid AND a.attnum = k.x ORDER BY k.o), con.condeferrable) ORDER BY con.conname)
      FROM pg_constraint con JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
      WHERE con.conrelid = c.oid AND con.contype = 'f'),
+  (SELECT jsonb_agg(jsonb_build_array(
+            ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(x, o) JOIN pg_attribute a
+                  ON a.attrelid = c.oid AND a.attnum = k.x ORDER BY k.o),
+            COALESCE(con.condeferrable, false),
+            COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)) ORDER BY i.indexrelid)
+     FROM pg_index i LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = c.oid AND con.contype = 'u'
+     WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary AND i.indexprs IS NULL AND i.indpred IS NULL
+       AND NOT 0 = ANY (i.indkey::int2[])),
   (SELECT jsonb_agg(jsonb_build_array(a.attname, s.oid::regclass::text) ORDER BY a.attnum) FROM pg_depend d
      JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
      JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
@@ -214,8 +236,16 @@ fn table_from_row(row: &tokio_postgres::Row) -> Result<TableInfo> {
             deferrable: f[4].as_bool().unwrap_or(false),
         })
         .collect();
-    let sequences = list(5).iter().map(|s| (text(&s[0]), text(&s[1]))).collect();
-    Ok(TableInfo { name, columns, primary_key: row.get(3), foreign_keys, sequences, identity_always })
+    let unique_keys = list(5)
+        .iter()
+        .map(|u| UniqueKey {
+            columns: texts(&u[0]),
+            deferrable: u[1].as_bool().unwrap_or(false),
+            nulls_not_distinct: u[2].as_bool().unwrap_or(false),
+        })
+        .collect();
+    let sequences = list(6).iter().map(|s| (text(&s[0]), text(&s[1]))).collect();
+    Ok(TableInfo { name, columns, primary_key: row.get(3), foreign_keys, unique_keys, sequences, identity_always })
 }
 
 /// Kahn's algorithm over the references between the given tables; ties broken by name so the order is stable.

@@ -11,12 +11,14 @@
 //! build from the catalog: an upsert on the primary key, or a delete by key.
 
 mod conflicts;
+mod held;
 mod ownership;
 mod pending;
 mod prune;
 mod report;
 mod stage;
 mod statement;
+mod unique;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -129,7 +131,7 @@ pub struct ImportSession<'c> {
     options: ImportOptions,
     /// Tables that were empty when the session began (see [`ImportOptions::fresh_among`]).
     fresh: BTreeSet<TableName>,
-    stages: stage::Stages,
+    scratch: statement::Scratch,
     replaced: BTreeSet<TableName>,
     imported: Imported,
     /// The ownership rule of each table it concerns.
@@ -160,7 +162,7 @@ impl<'c> ImportSession<'c> {
             catalog,
             options,
             fresh,
-            stages: stage::Stages::default(),
+            scratch: statement::Scratch::default(),
             replaced: BTreeSet::new(),
             imported: Imported::default(),
         })
@@ -195,7 +197,7 @@ impl<'c> ImportSession<'c> {
                 .ok_or_else(|| SchemaMismatch::MissingTable(statement.table().clone()))?;
             let path = path(&self.options, &self.fresh, &self.owned, table, payload);
             let counts = self.imported.report.counts(&table.name);
-            statement::apply(tx, &mut self.stages, table, statement, path, counts).await.map_err(|e| {
+            statement::apply(tx, &mut self.scratch, table, statement, path, counts).await.map_err(|e| {
                 // A write the role may not do is the policy's problem, and says which table.
                 if matches!(e, Error::NotOwned { .. }) {
                     e
@@ -217,7 +219,9 @@ impl<'c> ImportSession<'c> {
             Guard::Defer(tables) => tables.clone(),
             _ => BTreeSet::new(),
         };
+        self.scratch.held.restore(tx, self.imported.chunks).await?;
         self.imported.report.merge(prune::prune_unseen(tx, self.catalog, &self.replaced, &deferred).await?);
+        self.scratch.vacated.check(tx, self.imported.chunks).await?;
         // A deferred row is an office change the shop has not applied: keeping the older cursor keeps that change
         // inside the office's conflict window and the next push's export, so that the office decides it against
         // the shop's version instead of taking the shop's edit as a plain update (and losing its own).
@@ -257,7 +261,12 @@ fn path<'a>(
         _ => TableGuard::None,
     };
     let remember = payload.header.replace.contains(&table.name);
-    if fresh.contains(&table.name) && matches!(guard, TableGuard::None) && !remember && owned.is_none() {
+    if fresh.contains(&table.name)
+        && matches!(guard, TableGuard::None)
+        && !remember
+        && owned.is_none()
+        && !held::needed(table)
+    {
         return Path::Straight;
     }
     Path::Merge { guard, remember, set_based: options.set_based_foreign_keys, owned }

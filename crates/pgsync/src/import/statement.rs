@@ -6,11 +6,13 @@ use protocol::sql::quote_ident;
 use tokio_postgres::Transaction;
 
 use super::conflicts::{self, ConflictCheck, Rule};
+use super::held::HeldReferences;
 use super::ownership::{self, Ownership};
 use super::pending::pending_local_of;
 use super::prune;
 use super::report::TableCounts;
 use super::stage::{self, Stages};
+use super::unique::Vacated;
 use crate::catalog::TableInfo;
 use crate::error::Result;
 
@@ -48,10 +50,21 @@ pub(crate) enum Path<'a> {
     },
 }
 
+/// What an import keeps in temporary tables of its transaction, from one statement to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// The staging tables.
+    pub(crate) stages: Stages,
+    /// Rows that gave a unique value up for another row (checked when the import ends).
+    pub(crate) vacated: Vacated,
+    /// Self-references set when the import ends.
+    pub(crate) held: HeldReferences,
+}
+
 /// Applies `statement` to `table` along `path`, counting into `counts`.
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
-    stages: &mut Stages,
+    scratch: &mut Scratch,
     table: &TableInfo,
     statement: &Statement,
     path: Path<'_>,
@@ -65,6 +78,7 @@ pub(crate) async fn apply(
             Ok(())
         }
         (Statement::Upsert { columns, update, rows, .. }, Path::Merge { guard, remember, set_based, owned }) => {
+            let Scratch { stages, vacated, held } = scratch;
             let stage = stages.get(tx, table, columns).await?;
             stage::copy_rows(tx, &stage, columns, rows).await?;
             if let Some((ownership, rule)) = owned {
@@ -88,6 +102,9 @@ pub(crate) async fn apply(
                 if sets.is_empty() { "NOTHING".to_string() } else { format!("UPDATE SET {}", sets.join(", ")) };
             let defer = matches!(guard, TableGuard::Defer);
             let filter = if defer { format!(" WHERE NOT {}", pending_local(table)) } else { String::new() };
+            let applies = if defer { format!("NOT {}", pending_local(table)) } else { "true".to_string() };
+            held.hold(tx, table, &stage, columns, &applies).await?;
+            vacated.vacate(tx, table, &stage, columns, &applies).await?;
             let overriding = if table.identity_always { " OVERRIDING SYSTEM VALUE" } else { "" };
             let sql = format!(
                 "INSERT INTO {} ({}){overriding} SELECT {} FROM {stage} s{filter} ON CONFLICT ({}) DO {action}",
@@ -107,6 +124,7 @@ pub(crate) async fn apply(
                 tx.batch_execute("SET LOCAL session_replication_role = origin").await?;
                 counts.set_based += applied;
             }
+            vacated.rewritten(tx, table, &stage, columns, &applies).await?;
             if defer {
                 counts.deferred += deferred_count(tx, table, &stage).await?;
             }
@@ -118,6 +136,7 @@ pub(crate) async fn apply(
                 Path::Merge { guard, owned, .. } => (guard, owned),
                 Path::Straight => (TableGuard::None, None),
             };
+            let Scratch { stages, vacated, held } = scratch;
             let stage = stages.get(tx, table, key).await?;
             stage::copy_rows(tx, &stage, key, rows).await?;
             if let Some((ownership, rule)) = owned {
@@ -135,6 +154,9 @@ pub(crate) async fn apply(
                 matches.join(" AND ")
             );
             let deleted = tx.execute(sql.as_str(), &[]).await?;
+            let applies = if defer { format!("NOT {}", pending_local(table)) } else { "true".to_string() };
+            vacated.rewritten(tx, table, &stage, key, &applies).await?;
+            held.rewritten(tx, table, &stage, key, &applies).await?;
             if defer {
                 counts.deferred += deferred_count(tx, table, &stage).await?;
             }

@@ -1,7 +1,8 @@
 //! Constraints a net-state upload meets half-way: values of a secondary `UNIQUE` column swapped between rows,
 //! rows that reference a row arriving later (a tree, a cycle between two tables). Declared `DEFERRABLE`, they
-//! are checked once, when the import ends; a real violation is still refused there, naming its table, with
-//! nothing applied.
+//! are checked once, when the import ends; not deferrable, a claimed unique value is given up by its row until
+//! that row arrives, and a self-reference to a later row is set when the import ends. A real violation is still
+//! refused, naming its table, with nothing applied.
 
 use std::collections::BTreeSet;
 
@@ -12,16 +13,22 @@ use tokio_postgres::Client;
 const DDL: &str = "
 CREATE TABLE item (id int PRIMARY KEY, barcode text NOT NULL UNIQUE DEFERRABLE, name text);
 CREATE TABLE plain_item (id int PRIMARY KEY, barcode text NOT NULL UNIQUE);
+CREATE TABLE shelf_item (id int PRIMARY KEY, barcode text UNIQUE, aisle int, slot int, UNIQUE (aisle, slot));
 CREATE TABLE category (id int PRIMARY KEY, parent int REFERENCES category DEFERRABLE, name text);
+CREATE TABLE tree (id int PRIMARY KEY, parent int REFERENCES tree, name text);
 CREATE TABLE shelf (id int PRIMARY KEY, first_bin int);
 CREATE TABLE bin (id int PRIMARY KEY, shelf_id int NOT NULL REFERENCES shelf);
 ALTER TABLE shelf ADD FOREIGN KEY (first_bin) REFERENCES bin DEFERRABLE;
 INSERT INTO item VALUES (1, 'A', 'soap'), (2, 'B', 'brush');
 INSERT INTO plain_item VALUES (1, 'A'), (2, 'B');
+INSERT INTO shelf_item VALUES (1, 'A', 1, 1), (2, 'B', 1, 2), (3, 'C', 2, 1), (4, NULL, NULL, NULL);
 ";
 
 fn tables() -> Vec<TableName> {
-    ["item", "plain_item", "category", "shelf", "bin"].iter().map(|t| TableName::new("public", *t)).collect()
+    ["item", "plain_item", "shelf_item", "tree", "category", "shelf", "bin"]
+        .iter()
+        .map(|t| TableName::new("public", *t))
+        .collect()
 }
 
 async fn database() -> (Client, Catalog) {
@@ -96,7 +103,85 @@ async fn deferrable_swaps_and_forward_references_apply_and_a_real_violation_is_r
         assert_eq!(rows(&client, "SELECT count(*)::text FROM category").await, ["3"]);
     }
 
-    // A non-deferrable unique column cannot take a swap: refused with its SQLSTATE and table, nothing applied.
+    // Non-deferrable unique keys with a nullable column: a swap across statements and a rotation within one
+    // apply (the row whose value is claimed gives it up until its own row arrives).
+    let shelf_items = "SELECT id || ' ' || coalesce(barcode, '-') || ' ' || coalesce(aisle || '/' || slot, '-') FROM shelf_item ORDER BY id";
+    let upsert =
+        "ON CONFLICT (id) DO UPDATE SET barcode = EXCLUDED.barcode, aisle = EXCLUDED.aisle, slot = EXCLUDED.slot;";
+    apply(
+        &mut client,
+        &catalog,
+        &format!(
+            "INSERT INTO shelf_item (id, barcode, aisle, slot) VALUES (1, 'B', 1, 2) {upsert}
+             INSERT INTO shelf_item (id, barcode, aisle, slot) VALUES (2, 'C', 2, 1), (3, 'A', 1, 1) {upsert}
+             INSERT INTO shelf_item (id, barcode, aisle, slot) VALUES (4, NULL, NULL, NULL) {upsert}"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&client, shelf_items).await, ["1 B 1/2", "2 C 2/1", "3 A 1/1", "4 - -"]);
+    // A value claimed from a row the upload leaves alone is the sender's violation: refused at the end with
+    // 23505 and the table, and the row that would have given its value up keeps it.
+    let before = rows(&client, shelf_items).await;
+    let err = apply(
+        &mut client,
+        &catalog,
+        &format!("INSERT INTO shelf_item (id, barcode, aisle, slot) VALUES (1, 'C', 1, 2), (5, 'E', 9, 9) {upsert}"),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        Error::Rejected { sqlstate, table, .. } => {
+            assert_eq!(sqlstate.as_deref(), Some("23505"));
+            assert_eq!(table, Some(TableName::new("public", "shelf_item")));
+        }
+        other => panic!("expected a rejected upload, got {other:?}"),
+    }
+    assert_eq!(rows(&client, shelf_items).await, before);
+
+    // A non-deferrable self-reference: children before their parents, in other statements, into an empty table
+    // and then re-parented under a row that arrives later; a parent that never arrives is refused with 23503.
+    let tree = "SELECT id || '<' || coalesce(parent, 0) FROM tree ORDER BY id";
+    let upsert = "ON CONFLICT (id) DO UPDATE SET parent = EXCLUDED.parent";
+    apply(
+        &mut client,
+        &catalog,
+        &format!(
+            "INSERT INTO tree (id, parent) VALUES (1, 3), (2, 1) {upsert};
+             INSERT INTO tree (id, parent) VALUES (3, NULL) {upsert};"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&client, tree).await, ["1<3", "2<1", "3<0"]);
+    apply(
+        &mut client,
+        &catalog,
+        &format!(
+            "INSERT INTO tree (id, parent) VALUES (3, 6) {upsert};
+             INSERT INTO tree (id, parent) VALUES (6, NULL), (7, 1) {upsert};"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&client, tree).await, ["1<3", "2<1", "3<6", "6<0", "7<1"]);
+    let err = apply(
+        &mut client,
+        &catalog,
+        &format!("INSERT INTO tree (id, parent) VALUES (8, 1), (9, 99) {upsert}; INSERT INTO tree (id, parent) VALUES (10, 8) {upsert};"),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        Error::Rejected { sqlstate, table, .. } => {
+            assert_eq!(sqlstate.as_deref(), Some("23503"));
+            assert_eq!(table, Some(TableName::new("public", "tree")));
+        }
+        other => panic!("expected a rejected upload, got {other:?}"),
+    }
+    assert_eq!(rows(&client, tree).await, ["1<3", "2<1", "3<6", "6<0", "7<1"], "nothing applied");
+
+    // A non-deferrable unique column that is NOT NULL cannot give its value up: a swap is refused with its SQLSTATE and table, nothing applied.
     let err = apply(
         &mut client,
         &catalog,
