@@ -72,7 +72,36 @@ async fn swapped_barcodes_and_a_tree_referencing_newer_rows_sync_both_ways() {
         assert_eq!(barcodes(&shop.db).await, ["1=BC3", "2=BC1", "3=BC2"], "{}", shop.name);
         assert_eq!(tree(&shop.db).await, office_tree, "{}", shop.name);
     }
-    let log = fleet.ctl(&["--json", "log"]);
-    assert!(log.status.success(), "{}", text(&log));
     fleet.assert_all_verified();
+
+    // A row that cannot be applied at one shop (its own constraint refuses the office's price): that branch fails
+    // with the table and SQLSTATE in the exit code, `status` and `log`, the other branch goes on, and once the
+    // shop's constraint is mended the next sync applies and clears the error.
+    let (a, b) = (&fleet.shops[0], &fleet.shops[1]);
+    a.db.batch_execute("ALTER TABLE product ADD CONSTRAINT modest_price CHECK (price < 100000)").await.unwrap();
+    fleet.office.batch_execute("UPDATE product SET price = 250000 WHERE id = 5").await.unwrap();
+    let price = "SELECT count(*) FROM product WHERE id = 5 AND price = 250000";
+    let out = fleet.ctl(&["sync", "--all"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(count(&a.db, price).await, 0, "nothing applied at the refusing shop");
+    assert_eq!(count(&b.db, price).await, 1, "the other branch went on");
+    let status = fleet.ctl(&["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let last_error = |name: &str| {
+        status.as_array().unwrap().iter().find(|r| r["branch"] == name).unwrap()["last_error"]
+            .as_str()
+            .map(String::from)
+    };
+    let stuck = last_error("shop-1").expect("the stuck branch has a last error");
+    assert!(stuck.contains("public.product") && stuck.contains("23514"), "{stuck}");
+    assert_eq!(last_error("shop-2"), None);
+    let log = fleet.ctl(&["--json", "log", "--branch", "shop-1"]);
+    assert!(log.status.success(), "{}", text(&log));
+    assert!(String::from_utf8_lossy(&log.stdout).contains("23514"), "{}", text(&log));
+    a.db.batch_execute("ALTER TABLE product DROP CONSTRAINT modest_price").await.unwrap();
+    fleet.sync_all();
+    assert_eq!(count(&a.db, price).await, 1);
+    let status = fleet.ctl(&["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|r| r["last_error"].is_null()), "{status:#}");
 }

@@ -51,7 +51,11 @@ pub enum Error {
     /// A statement that read well but cannot be applied here (wrong key, bad value, constraint violation). Until
     /// the sender's data or the receiver's rows change, every sync of the channel stops here, so the table is
     /// named whenever it is known, and the message carries the database's detail, which names the row's values.
-    #[error("chunk {chunk} statement {statement}{}: {message}", in_table(table.as_ref()))]
+    #[error(
+        "chunk {chunk} statement {statement}{}{}: {message}; nothing of it was applied: change the row at the sender or the constraint at the receiver, then sync again",
+        in_table(table.as_ref()),
+        sqlstate.as_ref().map(|c| format!(", SQLSTATE {c}")).unwrap_or_default()
+    )]
     Rejected {
         /// 1-based index of the chunk.
         chunk: usize,
