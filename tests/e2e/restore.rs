@@ -67,7 +67,16 @@ async fn a_shop_restored_from_a_backup_replaces_no_office_sale_and_its_stale_row
             .collect();
     assert!(reissued.iter().all(|id| before.iter().any(|s| s.starts_with(&format!("{id} ")))), "{reissued:?}");
 
+    // The database behind the URL is not the one initialised: a plain sync refuses and moves nothing, either way.
+    let logged = count(&a.db, "SELECT count(*) FROM branchsync.change_log").await;
     let out = fleet.ctl(&["sync", "shop-1"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(office_sales(&fleet).await, before);
+    assert_eq!(count(&a.db, "SELECT count(*) FROM branchsync.change_log").await, logged);
+    assert_eq!(count(&fleet.office, "SELECT count(*) FROM branchsync.conflict").await, conflicts_before);
+
+    // The operator confirms it is this shop, restored.
+    let out = fleet.ctl(&["sync", "shop-1", "--rebind"]);
     assert!(out.status.success(), "{}", text(&out));
     // No office sale replaced, and the re-issued sales, their lines and payments are recorded, not applied.
     assert_eq!(office_sales(&fleet).await, before);

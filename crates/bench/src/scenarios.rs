@@ -186,7 +186,13 @@ pub async fn catch_up(env: &Env, sizes: &Sizes, results: &mut Results) -> Result
     ok(commands::init::run(&config).await?, "init")?;
     let (shop_url, shop) = database(&env.shops, "cu_shop").await?;
     let stop = branch(env, &config, "catchup", 1, &shop_url).await?;
-    let sync = |name: &str| SyncArgs { branches: vec![name.to_string()], all: false, full: false, dry_run: false };
+    let sync = |name: &str| SyncArgs {
+        branches: vec![name.to_string()],
+        all: false,
+        full: false,
+        dry_run: false,
+        rebind: false,
+    };
     // A branch in service has synced before: the catch-up starts from its pull cursor, as every night's does.
     ok(commands::sync::run(&config, sync("catchup")).await?, "first sync")?;
     let sales = sales_for(sizes.changes);
@@ -326,7 +332,7 @@ pub async fn fleet(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
         settle(env).await?;
         let started = Instant::now();
         tracing::debug!(at = ?started, branches, "fleet sync begins");
-        let all = SyncArgs { branches: vec![], all: true, full: false, dry_run: false };
+        let all = SyncArgs { branches: vec![], all: true, full: false, dry_run: false, rebind: false };
         ok(commands::sync::run(&config, all).await?, "sync --all")?;
         let took = started.elapsed();
         tracing::debug!(at = ?Instant::now(), "fleet sync ends");
@@ -825,7 +831,7 @@ pub async fn office_memory(env: &Env, sizes: &Sizes, results: &mut Results) -> R
         number: Some(2),
     };
     ok(commands::branch_add::run(&config, add).await?, "branch add")?;
-    office_controller::records::mark_initialised(&office, "bomb", "").await?;
+    office_controller::records::mark_initialised(&office, "bomb", "", "").await?;
     let (bomb_kib, took) = controller_peak(&path, &["sync", "bomb"]).await?;
     anyhow::ensure!(!took, "the bomb was taken");
     anyhow::ensure!(count(&office, "SELECT count(*) FROM sale").await? == n, "the bomb applied something");

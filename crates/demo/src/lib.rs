@@ -179,7 +179,7 @@ pub async fn run(args: DemoArgs) -> Result<Output> {
     for round in 1..=2 {
         let out = commands::sync::run(
             &config,
-            commands::sync::SyncArgs { branches: vec![], all: true, full: false, dry_run: false },
+            commands::sync::SyncArgs { branches: vec![], all: true, full: false, dry_run: false, rebind: false },
         )
         .await?;
         let _ = writeln!(text, "\nsync --all, round {round}:\n{}", out.text);

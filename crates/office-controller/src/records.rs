@@ -5,7 +5,10 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 /// The office's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[OFFICE_V1];
+const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2];
+
+/// The shop database each branch was initialised with (its `DbIdentity`), compared before every sync.
+const OFFICE_V2: &str = "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS shop_identity text;";
 
 const OFFICE_V1: &str = "
 CREATE TABLE IF NOT EXISTS branchsync.branch_synchronization (
@@ -70,11 +73,13 @@ pub struct Branch {
     pub initialised_at: Option<String>,
     /// The last error, if the last attempt failed.
     pub last_error: Option<String>,
+    /// The identity of the shop database the branch was initialised with (or re-bound to).
+    pub shop_identity: Option<String>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error";
+     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -90,6 +95,7 @@ fn branch(r: &Row) -> Branch {
         timestamp: r.get(9),
         initialised_at: r.get(10),
         last_error: r.get(11),
+        shop_identity: r.get(12),
     }
 }
 
@@ -233,12 +239,32 @@ pub async fn set_push_cursor(client: &impl GenericClient, branch: &str, cursor: 
     Ok(())
 }
 
-/// Records a completed `branch init`: the office cursor of the full load, no pull cursor yet.
-pub async fn mark_initialised(client: &impl GenericClient, branch: &str, push_cursor: &str) -> Result<()> {
+/// Records the shop database a branch syncs with, after `branch init`, a sync with `--rebind`, or the first
+/// sync of a branch initialised before identities were recorded.
+pub async fn set_shop_identity(client: &impl GenericClient, branch: &str, identity: &str) -> Result<()> {
     client
         .execute(
-            "UPDATE branchsync.branch_synchronization SET push_cursor = $2, pull_cursor = NULL, initialised_at = now() WHERE branch = $1",
-            &[&branch, &push_cursor],
+            "UPDATE branchsync.branch_synchronization SET shop_identity = $2 WHERE branch = $1",
+            &[&branch, &identity],
+        )
+        .await
+        .context("cannot record the shop's database identity")?;
+    Ok(())
+}
+
+/// Records a completed `branch init`: the office cursor of the full load, no pull cursor yet, and the identity
+/// of the shop database it loaded.
+pub async fn mark_initialised(
+    client: &impl GenericClient,
+    branch: &str,
+    push_cursor: &str,
+    shop_identity: &str,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE branchsync.branch_synchronization SET push_cursor = $2, pull_cursor = NULL, initialised_at = now(),
+                shop_identity = NULLIF($3, '') WHERE branch = $1",
+            &[&branch, &push_cursor, &shop_identity],
         )
         .await
         .context("cannot record the initialisation")?;

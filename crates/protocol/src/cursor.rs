@@ -67,6 +67,13 @@ impl Cursor {
     }
 }
 
+/// `system_id/database_oid/epoch`, as `status` reports it and the office records it at `branch init`.
+impl fmt::Display for DbIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.system_id, self.database_oid, self.epoch)
+    }
+}
+
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = &self.issuer;

@@ -62,7 +62,9 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         }
         if live && branch.initialised_at.is_some() && shop.pending_changes > 0 {
             // Whatever the shop sold since the last sync reaches the office before the shop is erased.
-            let pulled = sync::sync_branch(config, &branch, &policy, sync::SyncOptions::default(), &Progress::for_branch(&branch.name)).await;
+            // The database about to be initialised is the one to pull from, whatever the branch recorded before.
+            let options = sync::SyncOptions { rebind: true, ..Default::default() };
+            let pulled = sync::sync_branch(config, &branch, &policy, options, &Progress::for_branch(&branch.name)).await;
             report.notes.push(match pulled.error {
                 None => "pulled the shop's changes before erasing it".into(),
                 Some(e) => format!("could not pull the shop's changes before erasing it: {e}"),
@@ -94,7 +96,10 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
             report.add(table, "push", *n, 0);
         }
         agent.setidstart(branch.id_start()).await.map_err(explain).context("setidstart")?;
-        records::mark_initialised(&office, &branch.name, &up.cursor).await?;
+        // The database just loaded is the branch's shop from now on: a sync finding another behind the URL refuses.
+        let loaded = agent.status().await.map_err(explain).context("status after the load")?;
+        let identity = loaded.database.map(|s| s.database_identity).unwrap_or_default();
+        records::mark_initialised(&office, &branch.name, &up.cursor, &identity).await?;
         // The first sync gives the pull its cursor. Without one the pull is a full export, which carries rows but
         // never deletes: what the shop deleted before its first sync would stay at the office. Right after the load
         // the shop holds only the office's own rows, which its export leaves out (no echo), so this moves nothing.

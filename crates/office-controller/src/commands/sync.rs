@@ -27,6 +27,10 @@ pub struct SyncArgs {
     /// Read and count only; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept that the shop's database is not the one the branch was initialised with (restored from a backup,
+    /// moved to another server) and record it.
+    #[arg(long)]
+    pub rebind: bool,
 }
 
 /// Runs `sync`.
@@ -55,7 +59,7 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
             policies.insert(b.policy.clone(), config.policy(&b.policy, &office).await?);
         }
     }
-    let options = SyncOptions { full: args.full, dry_run: args.dry_run };
+    let options = SyncOptions { full: args.full, dry_run: args.dry_run, rebind: args.rebind };
     let multi = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(indicatif::MultiProgress::new);
     let bound = Arc::new(Semaphore::new(config.sync.concurrency));
     let config = Arc::new(config.clone());

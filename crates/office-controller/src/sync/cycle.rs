@@ -19,6 +19,9 @@ pub struct SyncOptions {
     pub full: bool,
     /// Read and count, change nothing on either side.
     pub dry_run: bool,
+    /// Accept a shop database other than the one the branch was initialised with (the same shop restored from a
+    /// backup or moved to another server) and record it; the restore-safe pull then compares every row.
+    pub rebind: bool,
 }
 
 /// Connects to the office database.

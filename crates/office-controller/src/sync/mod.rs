@@ -103,11 +103,33 @@ async fn run_sync(
             branch.name
         );
     }
+    let identity_now = status.database.as_ref().map(|s| s.database_identity.clone()).unwrap_or_default();
+    if let Some(recorded) = &branch.shop_identity
+        && !identity_now.is_empty()
+        && *recorded != identity_now
+        && !options.rebind
+    {
+        anyhow::bail!(
+            "the shop database behind {} is not the one branch {} was initialised with (database {recorded}, now {identity_now}): \
+             if it is this shop restored from a backup or moved to another server, run `sync {} --rebind`, which \
+             keeps the office's rows and records what differs; otherwise correct the URL with `branch set {} --url`; nothing was synced",
+            branch.url,
+            branch.name,
+            branch.name,
+            branch.name
+        );
+    }
     let applied =
         status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
     let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
     pull::run(&mut cycle, applied.as_ref()).await.context("pull")?;
     push::run(&mut cycle, applied).await.context("push")?;
+    if !options.dry_run && !identity_now.is_empty() && branch.shop_identity.as_deref() != Some(identity_now.as_str()) {
+        // Re-bound, or a branch initialised before identities were recorded: from now on this database is the shop.
+        if let Some(office) = &cycle.office {
+            records::set_shop_identity(office, &branch.name, &identity_now).await?;
+        }
+    }
     *connection = cycle.office.take();
     Ok(())
 }

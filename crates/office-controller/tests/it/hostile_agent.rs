@@ -121,7 +121,7 @@ async fn office_with_branch(prefix: &str, base: &str) -> (Config, tokio_postgres
         number: Some(1),
     };
     assert!(commands::branch_add::run(&config, add).await.unwrap().ok);
-    office_controller::records::mark_initialised(&office, "shop1", "").await.unwrap();
+    office_controller::records::mark_initialised(&office, "shop1", "", "").await.unwrap();
     (config, office)
 }
 
@@ -131,7 +131,7 @@ fn capped(config: &Config, max_answer_bytes: usize, max_chunk_bytes: usize) -> C
 }
 
 async fn sync(config: &Config) -> commands::Output {
-    let args = SyncArgs { branches: vec!["shop1".into()], all: false, full: false, dry_run: false };
+    let args = SyncArgs { branches: vec!["shop1".into()], all: false, full: false, dry_run: false, rebind: false };
     commands::sync::run(config, args).await.unwrap()
 }
 

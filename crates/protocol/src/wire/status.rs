@@ -36,6 +36,9 @@ pub struct ShopState {
     pub schema_fingerprint: String,
     /// The office cursor of the last applied upload; empty for none.
     pub last_office_cursor: String,
+    /// The shop database's identity (`DbIdentity` as text); empty when the sync schema is not installed or the
+    /// agent is older. A shop restored from a backup, or another database behind the same URL, has another.
+    pub database_identity: String,
     /// Captured changes the office has not acknowledged.
     pub pending_changes: i64,
     /// Rows the last upload deferred.
@@ -125,6 +128,7 @@ impl Answer for AgentStatus {
                     ("policy", policy),
                     ("schema_fingerprint", Value::String(s.schema_fingerprint)),
                     ("last_office_cursor", Value::String(s.last_office_cursor)),
+                    ("database_identity", Value::String(s.database_identity)),
                     ("pending_changes", Value::Long(s.pending_changes)),
                     ("deferred_rows", Value::Long(s.deferred_rows)),
                     ("open_sessions", Value::Long(s.open_sessions)),
@@ -165,6 +169,11 @@ impl Answer for AgentStatus {
                 assignment,
                 schema_fingerprint: m.string("schema_fingerprint")?,
                 last_office_cursor: m.string("last_office_cursor")?,
+                database_identity: if m.has("database_identity") {
+                    m.string("database_identity")?
+                } else {
+                    String::new()
+                },
                 pending_changes: m.int("pending_changes")?,
                 deferred_rows: if m.has("deferred_rows") { m.int("deferred_rows")? } else { 0 },
                 open_sessions: if m.has("open_sessions") { m.int("open_sessions")? } else { 0 },
@@ -206,6 +215,7 @@ mod tests {
                     id_range: 10,
                 }),
                 last_office_cursor: "c".into(),
+                database_identity: "7/16384/ab".into(),
                 pending_changes: 3,
                 sessions: vec![OpenSession { sid: 4, age_seconds: 70, idle_seconds: 5, chunks: 2, streamed: false }],
                 ..ShopState::default()

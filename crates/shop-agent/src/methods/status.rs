@@ -59,8 +59,14 @@ async fn shop_state(agent: &Agent) -> Result<(ShopState, Option<String>), AgentE
         Some(a) => pgsync::Catalog::load(&*client, &a.policy.all()).await?.fingerprint(),
         None => String::new(),
     };
+    let database_identity = match pgsync::schema::identity(&*client).await {
+        Ok(identity) => identity.to_string(),
+        Err(pgsync::Error::NotInstalled) => String::new(),
+        Err(e) => return Err(e.into()),
+    };
     let state = ShopState {
         assignment,
+        database_identity,
         schema_fingerprint,
         last_office_cursor,
         pending_changes,
