@@ -704,70 +704,17 @@ fn config_file(env: &Env, name: &str, office_url: &str) -> Result<std::path::Pat
     Ok(path)
 }
 
-/// Serves `status` (a configured-looking shop with no policy) and answers every other call with `diff_answer`,
-/// one request per connection: a hostile agent for the office's memory figure.
-async fn fake_agent(diff_answer: String) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let status = {
-        use protocol::wire::Answer;
-        let status = protocol::wire::AgentStatus {
-            version: "0.0.0-fake".into(),
-            protocol: 2,
-            uptime_seconds: 1,
-            last_exchange_unix: 0,
-            last_error: String::new(),
-            database: Ok(Default::default()),
-        };
-        respond_xml(status.into_value())
-    };
-    let answers = std::sync::Arc::new((status, diff_answer));
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let answers = answers.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 8192];
-                let wanted = loop {
-                    let Ok(n) = socket.read(&mut buf).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break end + 4 + length;
-                    }
-                };
-                while request.len() < wanted {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = if String::from_utf8_lossy(&request).contains("<methodName>status</methodName>") {
-                    &answers.0
-                } else {
-                    &answers.1
-                };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
+/// Serves `status` (a shop configured as `branch` with the retail policy) and answers every other call with
+/// `diff_answer`: a hostile agent for the office's memory figure.
+async fn fake_agent(branch: &str, diff_answer: String) -> Result<String> {
+    use protocol::wire::Answer;
+    let status =
+        testbed::fake_agent::configured_status(branch, sample::policy::retail(), SyncConfig::default().id_range);
+    let status = respond_xml(status.into_value());
+    let base = testbed::fake_agent::serve(move |request| {
+        if request.contains("<methodName>status</methodName>") { status.clone() } else { diff_answer.clone() }
+    })
+    .await?;
     Ok(base)
 }
 
@@ -820,7 +767,7 @@ pub async fn office_memory(env: &Env, sizes: &Sizes, results: &mut Results) -> R
     let data = gz.finish()?;
     let compressed = data.len();
     let answer = protocol::wire::DiffAnswer { data, cursor: "bs1/1/2/ab/3:4:".into(), more: false };
-    let base = fake_agent(respond_xml(protocol::wire::Answer::into_value(answer))).await?;
+    let base = fake_agent("bomb", respond_xml(protocol::wire::Answer::into_value(answer))).await?;
     let add = commands::branch_add::AddArgs {
         name: "bomb".into(),
         url: base,

@@ -129,6 +129,12 @@ impl Policy {
     pub fn assignment(&self, branch: &str, id_range: i64) -> Assignment {
         Assignment { branch: branch.into(), policy: self.tables.clone(), id_range }
     }
+
+    /// This policy's rules over other tables: the policy a shop still holds while the office's changed (the
+    /// sync before `branch reconfigure` or a forced `branch init` pulls with it).
+    pub fn with_tables(&self, tables: &TablePolicy) -> Policy {
+        Policy { tables: tables.clone(), ..self.clone() }
+    }
 }
 
 impl PolicyConfig {

@@ -54,6 +54,14 @@ enum Command {
 enum BranchCommand {
     /// Record a branch.
     Add(commands::branch_add::AddArgs),
+    /// Change a branch's URL, agent credential or policy without re-initialising it.
+    Set(commands::branch_set::SetArgs),
+    /// Hand an initialised shop the policy it now has, without clean: newly sent tables are captured (with
+    /// their rows so far), newly received ones loaded in full.
+    Reconfigure {
+        /// The branch.
+        name: String,
+    },
     /// List branches.
     List,
     /// Forget a branch.
@@ -122,6 +130,10 @@ async fn run(cli: Cli) -> Result<Output> {
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
         Command::Init => commands::init::run(&config()?).await,
         Command::Branch(BranchCommand::Add(args)) => commands::branch_add::run(&config()?, args).await,
+        Command::Branch(BranchCommand::Set(args)) => commands::branch_set::run(&config()?, args).await,
+        Command::Branch(BranchCommand::Reconfigure { name }) => {
+            commands::branch_reconfigure::run(&config()?, &name).await
+        }
         Command::Branch(BranchCommand::List) => commands::branch_list::run(&config()?).await,
         Command::Branch(BranchCommand::Remove { name }) => commands::branch_remove::run(&config()?, &name).await,
         Command::Branch(BranchCommand::Init { name, force, rebind }) => {

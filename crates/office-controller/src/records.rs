@@ -213,6 +213,33 @@ pub async fn add(client: &impl GenericClient, b: NewBranch<'_>, number: i64) -> 
     Ok(inserted == 1)
 }
 
+/// What `branch set` changes of a branch; `None` keeps the recorded value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BranchChange<'a> {
+    /// The agent's base URL.
+    pub url: Option<&'a str>,
+    /// The agent user.
+    pub username: Option<&'a str>,
+    /// Where the password is.
+    pub credential: Option<&'a str>,
+    /// The policy's name.
+    pub policy: Option<&'a str>,
+}
+
+/// Changes a branch's connection or policy name, nothing of its sync state; false when there is no branch of
+/// that name.
+pub async fn update(client: &impl GenericClient, name: &str, c: BranchChange<'_>) -> Result<bool> {
+    let updated = client
+        .execute(
+            "UPDATE branchsync.branch_synchronization SET url = coalesce($2, url), username = coalesce($3, username), \
+             credential = coalesce($4, credential), policy = coalesce($5, policy) WHERE branch = $1",
+            &[&name, &c.url, &c.username, &c.credential, &c.policy],
+        )
+        .await
+        .context("cannot change the branch")?;
+    Ok(updated == 1)
+}
+
 /// Forgets a branch; false when there is none of that name.
 pub async fn remove(client: &impl GenericClient, name: &str) -> Result<bool> {
     let removed = client

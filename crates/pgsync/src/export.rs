@@ -32,6 +32,9 @@ pub struct ExportOptions {
     /// Tables whose rows the receiver should replace: rows the export does not carry are deleted there
     /// (the office's "complete" synchronisation). Only meaningful without `since`.
     pub replace: Vec<protocol::payload::TableName>,
+    /// Tables exported whole even with `since` (tables the peer just started to receive): every row as an
+    /// upsert, no deletes. The others are exported as changes.
+    pub whole: Vec<protocol::payload::TableName>,
 }
 
 impl Default for ExportOptions {
@@ -42,6 +45,7 @@ impl Default for ExportOptions {
             writer: WriterConfig::default(),
             page_rows: 5000,
             replace: Vec::new(),
+            whole: Vec::new(),
         }
     }
 }
@@ -126,6 +130,9 @@ impl ExportSession {
     /// covers, and the export can be skipped with the cursor still recorded as acknowledged.
     pub async fn has_news(&self) -> Result<bool> {
         let Some(since) = &self.options.since else { return Ok(true) };
+        if !self.options.whole.is_empty() {
+            return Ok(true);
+        }
         let tables: Vec<String> = self.catalog.tables().iter().map(|t| t.name.to_string()).collect();
         let row = self
             .client
@@ -200,8 +207,11 @@ impl ExportSession {
         };
         let table = tables[index].clone();
         let started = std::time::Instant::now();
+        let whole = self.options.whole.contains(&table.name);
         let fetched = match self.phase {
             Phase::Full => self.page_full(&table).await?,
+            Phase::Upserts if whole => self.page_full(&table).await?,
+            Phase::Deletes if whole => 0,
             Phase::Upserts => self.page_changes(&table, true).await?,
             Phase::Deletes => self.page_changes(&table, false).await?,
             Phase::Done => 0,

@@ -158,6 +158,25 @@ pub async fn remove_capture(client: &impl GenericClient, table: &TableInfo) -> R
     Ok(())
 }
 
+/// Records every row a table holds now as changed here, so that a table the shop starts to send (after a
+/// `configure` that added it) sends the rows it already had, not only those changed from now on. Returns the
+/// rows recorded.
+pub async fn capture_existing(client: &impl GenericClient, table: &TableInfo) -> Result<u64> {
+    let sql = format!(
+        "INSERT INTO branchsync.change_log (tbl, pk, op, origin) SELECT {}, {}, 'U', '' FROM {} n",
+        quote_literal(&table.name.to_string()),
+        key_array(table, "n"),
+        table.name.quoted()
+    );
+    Ok(client.execute(sql.as_str(), &[]).await?)
+}
+
+/// The primary key of the row `alias` as a text array, the change log's form of a key.
+fn key_array(table: &TableInfo, alias: &str) -> String {
+    let parts: Vec<String> = table.primary_key.iter().map(|c| format!("{alias}.{}::text", quote_ident(c))).collect();
+    format!("ARRAY[{}]", parts.join(", "))
+}
+
 fn function_prefix(table: &TableInfo) -> String {
     // Names must stay under 63 bytes and be unique per table whatever its name: hash the qualified name.
     let h = name_hash(&table.name.to_string());
@@ -170,11 +189,7 @@ fn capture_sql(table: &TableInfo) -> String {
     let t = table.name.quoted();
     let tbl = quote_literal(&table.name.to_string());
     let f = function_prefix(table);
-    let key = |alias: &str| -> String {
-        let parts: Vec<String> =
-            table.primary_key.iter().map(|c| format!("{alias}.{}::text", quote_ident(c))).collect();
-        format!("ARRAY[{}]", parts.join(", "))
-    };
+    let key = |alias: &str| key_array(table, alias);
     let origin = format!("coalesce(current_setting('{ORIGIN_SETTING}', true), '')");
     let same_key: Vec<String> = table.primary_key.iter().map(|c| format!("n.{0} = o.{0}", quote_ident(c))).collect();
     format!(

@@ -73,6 +73,15 @@ impl Policy {
         self.all().into_iter().collect()
     }
 
+    /// Whether `other` lists the same tables in the same directions, in whatever order.
+    pub fn same_tables(&self, other: &Policy) -> bool {
+        let set = |l: &[TableName]| l.iter().cloned().collect::<BTreeSet<_>>();
+        set(&self.from_source) == set(&other.from_source)
+            && set(&self.from_target) == set(&other.from_target)
+            && set(&self.both) == set(&other.both)
+            && set(&self.initial) == set(&other.initial)
+    }
+
     /// Refuses a policy that assigns a table twice or names a table of a reserved schema.
     pub fn check(&self) -> Result<(), PolicyError> {
         if let Some(t) = self.all().into_iter().find(|t| is_reserved_schema(&t.schema)) {

@@ -33,18 +33,33 @@ pub struct AddArgs {
     pub number: Option<i64>,
 }
 
+/// Where the agent password is, as the branch record keeps it (`env:VAR` or `file:PATH`); `None` when neither
+/// is given.
+pub fn credential_reference(env: Option<&str>, file: Option<&str>) -> Result<Option<String>> {
+    match (env, file) {
+        (Some(var), None) if !var.is_empty() => Ok(Some(format!("env:{var}"))),
+        (None, Some(path)) if !path.is_empty() => Ok(Some(format!("file:{path}"))),
+        (None, None) => Ok(None),
+        _ => bail!("give the agent password as one non-empty --password-env VAR or --password-file PATH"),
+    }
+}
+
+/// Refuses an agent URL that is not HTTP(S).
+pub fn check_url(url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--url must start with http:// or https://");
+    }
+    Ok(())
+}
+
 /// Runs `branch add`.
 pub async fn run(config: &Config, args: AddArgs) -> Result<Output> {
     let office = sync::office(config).await?;
     config.policy(&args.policy, &office).await?;
-    let credential = match (&args.password_env, &args.password_file) {
-        (Some(var), None) => format!("env:{var}"),
-        (None, Some(path)) => format!("file:{path}"),
-        _ => bail!("give the agent password as --password-env VAR or --password-file PATH"),
+    let Some(credential) = credential_reference(args.password_env.as_deref(), args.password_file.as_deref())? else {
+        bail!("give the agent password as --password-env VAR or --password-file PATH");
     };
-    if !(args.url.starts_with("http://") || args.url.starts_with("https://")) {
-        bail!("--url must start with http:// or https://");
-    }
+    check_url(&args.url)?;
     let number = match args.number {
         Some(n) if n > 0 => n,
         Some(_) => bail!("--number must be at least 1 (0 is the office)"),

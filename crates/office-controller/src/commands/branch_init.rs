@@ -63,8 +63,10 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         if live && branch.initialised_at.is_some() && shop.pending_changes > 0 {
             // Whatever the shop sold since the last sync reaches the office before the shop is erased.
             // The database about to be initialised is the one to pull from, whatever the branch recorded before.
+            // It pulls with the tables the shop was configured with, which the office's policy may have changed.
             let options = sync::SyncOptions { rebind: true, ..Default::default() };
-            let pulled = sync::sync_branch(config, &branch, &policy, options, &Progress::for_branch(&branch.name)).await;
+            let held = shop.assignment.as_ref().map_or_else(|| policy.clone(), |a| policy.with_tables(&a.policy));
+            let pulled = sync::sync_branch(config, &branch, &held, options, &Progress::for_branch(&branch.name)).await;
             report.notes.push(match pulled.error {
                 None => "pulled the shop's changes before erasing it".into(),
                 Some(e) => format!("could not pull the shop's changes before erasing it: {e}"),

@@ -3,7 +3,9 @@
 pub mod branch_add;
 pub mod branch_init;
 pub mod branch_list;
+pub mod branch_reconfigure;
 pub mod branch_remove;
+pub mod branch_set;
 pub mod conflicts;
 pub mod init;
 pub mod log;

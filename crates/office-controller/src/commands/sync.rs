@@ -59,14 +59,14 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
             policies.insert(b.policy.clone(), config.policy(&b.policy, &office).await?);
         }
     }
-    let options = SyncOptions { full: args.full, dry_run: args.dry_run, rebind: args.rebind };
+    let options = SyncOptions { full: args.full, dry_run: args.dry_run, rebind: args.rebind, load_whole: Vec::new() };
     let multi = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(indicatif::MultiProgress::new);
     let bound = Arc::new(Semaphore::new(config.sync.concurrency));
     let config = Arc::new(config.clone());
     let policies = Arc::new(policies);
     let mut tasks = Vec::new();
     for branch in chosen {
-        let (bound, config, policies) = (bound.clone(), config.clone(), policies.clone());
+        let (bound, config, policies, options) = (bound.clone(), config.clone(), policies.clone(), options.clone());
         let multi = multi.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = bound.acquire().await;

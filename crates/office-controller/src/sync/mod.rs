@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use protocol::cursor::Cursor;
+use protocol::wire::status::AgentStatus;
 use tokio_postgres::Client;
 use tracing::Instrument;
 
@@ -43,6 +44,7 @@ pub async fn sync_branch(
         let deadline = Duration::from_secs(config.sync.deadline_seconds);
         // The branch's one office connection, kept for the records after a sync that went well.
         let mut connection = None;
+        let dry_run = options.dry_run;
         let run = run_sync(config, branch, policy, options, &mut report, progress, &mut connection);
         let outcome = match tokio::time::timeout(deadline, run).await {
             Ok(outcome) => outcome,
@@ -54,7 +56,7 @@ pub async fn sync_branch(
         report.seconds = started.elapsed().as_secs_f64();
         report.ok = outcome.is_ok();
         report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
-        if !options.dry_run
+        if !dry_run
             && let Err(e) = record_outcome(config, connection.as_ref(), branch, &report, "sync").await
         {
             report.ok = false;
@@ -93,21 +95,63 @@ async fn run_sync(
     // office died before recording its push): the base of the conflict check and of the push.
     let identity = pgsync::schema::identity(&lock).await?;
     let status = agent.status().await.map_err(explain)?;
-    // A wrong URL must not sync another shop under this branch's name.
-    if let Some(other) = status.database.as_ref().ok().and_then(|s| s.assignment.as_ref()).map(|a| &a.branch)
-        && *other != branch.name
-    {
+    let identity_now = check_shop(branch, &policy.tables, &status, options.rebind)?;
+    let applied =
+        status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
+    let dry_run = options.dry_run;
+    let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
+    pull::run(&mut cycle, applied.as_ref()).await.context("pull")?;
+    push::run(&mut cycle, applied).await.context("push")?;
+    if !dry_run && !identity_now.is_empty() && branch.shop_identity.as_deref() != Some(identity_now.as_str()) {
+        // Re-bound, or a branch initialised before identities were recorded: from now on this database is the shop.
+        if let Some(office) = &cycle.office {
+            records::set_shop_identity(office, &branch.name, &identity_now).await?;
+        }
+    }
+    *connection = cycle.office.take();
+    Ok(())
+}
+
+/// Checks that the agent behind the branch's URL is this branch's shop, configured with `policy`: another
+/// branch's agent, an agent holding no policy, an older policy than the office's, or another database than
+/// the one recorded (unless `rebind`) are refused before anything moves. Returns the shop database's identity
+/// (empty when the agent does not report one).
+pub fn check_shop(
+    branch: &Branch,
+    policy: &protocol::policy::Policy,
+    status: &AgentStatus,
+    rebind: bool,
+) -> Result<String> {
+    let Ok(shop) = status.database.as_ref() else { return Ok(String::new()) };
+    let Some(assignment) = shop.assignment.as_ref() else {
         anyhow::bail!(
-            "the agent at {} is configured as branch {other}, not {}: check the branch's URL; nothing was synced",
+            "the agent at {} holds no policy (its database was cleaned or is a new one): run `branch init {} --force`; nothing was synced",
             branch.url,
             branch.name
         );
+    };
+    // A wrong URL must not sync another shop under this branch's name.
+    if assignment.branch != branch.name {
+        anyhow::bail!(
+            "the agent at {} is configured as branch {}, not {}: check the branch's URL (`branch set {} --url`); nothing was synced",
+            branch.url,
+            assignment.branch,
+            branch.name,
+            branch.name
+        );
     }
-    let identity_now = status.database.as_ref().map(|s| s.database_identity.clone()).unwrap_or_default();
+    if !assignment.policy.same_tables(policy) {
+        anyhow::bail!(
+            "the shop was configured with other tables than policy {} now lists: run `branch reconfigure {}`, which sends the new policy and loads the tables the shop now receives; nothing was synced",
+            branch.policy,
+            branch.name
+        );
+    }
+    let identity_now = shop.database_identity.clone();
     if let Some(recorded) = &branch.shop_identity
         && !identity_now.is_empty()
         && *recorded != identity_now
-        && !options.rebind
+        && !rebind
     {
         anyhow::bail!(
             "the shop database behind {} is not the one branch {} was initialised with (database {recorded}, now {identity_now}): \
@@ -119,19 +163,7 @@ async fn run_sync(
             branch.name
         );
     }
-    let applied =
-        status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
-    let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
-    pull::run(&mut cycle, applied.as_ref()).await.context("pull")?;
-    push::run(&mut cycle, applied).await.context("push")?;
-    if !options.dry_run && !identity_now.is_empty() && branch.shop_identity.as_deref() != Some(identity_now.as_str()) {
-        // Re-bound, or a branch initialised before identities were recorded: from now on this database is the shop.
-        if let Some(office) = &cycle.office {
-            records::set_shop_identity(office, &branch.name, &identity_now).await?;
-        }
-    }
-    *connection = cycle.office.take();
-    Ok(())
+    Ok(identity_now)
 }
 
 /// Writes the sync log and the branch's record for a finished attempt. Uses `connection` when the caller still

@@ -22,7 +22,9 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
         }
         applied
     };
-    let tables = cycle.policy.tables.to_shop();
+    // Tables `branch reconfigure` just added to what the shop receives go whole, the others as changes.
+    let mut tables = cycle.policy.tables.to_shop();
+    tables.extend(cycle.options.load_whole.iter().filter(|t| !tables.contains(t)).cloned().collect::<Vec<_>>());
     let office = cycle.office.take().context("the branch's office connection is gone")?;
     let catalog = Catalog::load(&office, &tables).await?;
     let export = ExportOptions {
@@ -30,6 +32,7 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
         exclude_origin: Some(cycle.branch.name.clone()),
         writer: WriterConfig { chunk_bytes: cycle.config.sync.chunk_bytes, ..Default::default() },
         replace: if full { cycle.policy.tables.from_source.clone() } else { Vec::new() },
+        whole: cycle.options.load_whole.clone(),
         ..Default::default()
     };
     let mut shown = cycle.report.clone();

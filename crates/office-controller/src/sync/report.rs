@@ -43,6 +43,20 @@ impl BranchReport {
         moved.conflicts += conflicts;
     }
 
+    /// Adds what another run for the same branch moved (the syncs a command runs on its way), with its notes.
+    pub fn absorb(&mut self, other: &BranchReport) {
+        for (table, directions) in &other.tables {
+            for (direction, moved) in directions {
+                let mine = self.tables.entry(table.clone()).or_default().entry(direction).or_default();
+                mine.rows += moved.rows;
+                mine.conflicts += moved.conflicts;
+            }
+        }
+        self.bytes_pulled += other.bytes_pulled;
+        self.bytes_pushed += other.bytes_pushed;
+        self.notes.extend(other.notes.iter().cloned());
+    }
+
     /// Rows moved in `direction`, all tables together.
     pub fn rows(&self, direction: &str) -> u64 {
         self.tables.values().filter_map(|t| t.get(direction)).map(|m| m.rows).sum()

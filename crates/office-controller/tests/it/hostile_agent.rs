@@ -2,16 +2,11 @@
 //! characters, a junk cursor of a megabyte, another branch's sales, a gzip bomb and an oversized answer. The sync fails with a clear error, nothing is applied or recorded as
 //! progress, every stored and rendered text is bounded, and nothing panics.
 
-use std::sync::Arc;
-
 use dxr::{Fault, FaultResponse, MethodResponse};
 use office_controller::commands::{self, sync::SyncArgs};
 use office_controller::config::{Config, PolicyConfig, SyncConfig};
-use protocol::wire::status::ShopState;
-use protocol::wire::{AgentStatus, Answer, DiffAnswer};
+use protocol::wire::{Answer, DiffAnswer};
 use testbed::sample::{self, policy};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// What the fake agent answers to `diff`.
 #[derive(Clone)]
@@ -27,75 +22,23 @@ fn gzip(text: &str) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-/// Serves `status` truthfully enough and `diff` as told, one request per connection.
+/// Serves `status` as a shop configured as shop1 with the retail policy, and `diff` as told.
 async fn fake_agent(diff: Diff) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let diff = Arc::new(diff);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let diff = diff.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 8192];
-                // Headers, then as much body as Content-Length says.
-                let body_len = loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break end + 4 + length;
-                    }
-                };
-                while request.len() < body_len {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                }
-                let text = String::from_utf8_lossy(&request);
-                let xml = if text.contains("<methodName>status</methodName>") {
-                    let status = AgentStatus {
-                        version: "0.0.0-fake".into(),
-                        protocol: 1,
-                        uptime_seconds: 1,
-                        last_exchange_unix: 0,
-                        last_error: String::new(),
-                        database: Ok(ShopState::default()),
-                    };
-                    MethodResponse { value: status.into_value() }.to_xml().unwrap()
-                } else {
-                    match diff.as_ref() {
-                        Diff::Fault(message) => {
-                            FaultResponse { fault: Fault::new(300, message.clone()) }.to_xml().unwrap()
-                        }
-                        Diff::Answer(answer) => MethodResponse { value: answer.clone().into_value() }.to_xml().unwrap(),
-                    }
-                };
-                let body = format!("<?xml version=\"1.0\"?>\n{xml}");
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
-    });
-    base
+    let status = testbed::fake_agent::configured_status("shop1", policy::retail(), SyncConfig::default().id_range);
+    let status = MethodResponse { value: status.into_value() }.to_xml().unwrap();
+    testbed::fake_agent::serve(move |request| {
+        let xml = if request.contains("<methodName>status</methodName>") {
+            status.clone()
+        } else {
+            match &diff {
+                Diff::Fault(message) => FaultResponse { fault: Fault::new(300, message.clone()) }.to_xml().unwrap(),
+                Diff::Answer(answer) => MethodResponse { value: answer.clone().into_value() }.to_xml().unwrap(),
+            }
+        };
+        format!("<?xml version=\"1.0\"?>\n{xml}")
+    })
+    .await
+    .unwrap()
 }
 
 /// An office database with one initialised branch pointing at `base`.

@@ -21,6 +21,14 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
     pgsync::catalog::check_privileges(&*client, &new.policy.to_shop_initially(), &new.policy.to_office()).await?;
     let old = store::assignment(&*client).await.ok();
     let tx = client.transaction().await?;
+    // Tables the shop starts to send that it kept for itself before: their rows so far go to the office too.
+    // A table it received before holds the office's rows, which must not come back as the shop's.
+    let mut newly_sent = BTreeSet::new();
+    if let Some(old) = &old {
+        let known: BTreeSet<TableName> =
+            old.policy.to_office().into_iter().chain(old.policy.to_shop_initially()).collect();
+        newly_sent = new.policy.to_office().into_iter().filter(|t| !known.contains(t)).collect();
+    }
     if let Some(old) = old {
         let still_sent: BTreeSet<TableName> = new.policy.to_office().into_iter().collect();
         let dropped: Vec<TableName> = old.policy.to_office().into_iter().filter(|t| !still_sent.contains(t)).collect();
@@ -33,6 +41,10 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
     for name in new.policy.to_office() {
         if let Some(table) = catalog.get(&name) {
             pgsync::schema::install_capture(&tx, table).await?;
+            if newly_sent.contains(&name) {
+                let rows = pgsync::schema::capture_existing(&tx, table).await?;
+                tracing::info!(table = %name, rows, "table newly sent: its rows so far are sent with the next sync");
+            }
         }
     }
     store::save_policy(&tx, &new).await?;
