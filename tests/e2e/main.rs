@@ -9,5 +9,6 @@ mod decisions;
 mod demo;
 mod flows;
 mod operator;
+mod reconfigure;
 mod restore;
 mod support;

@@ -98,6 +98,18 @@ impl Shop {
         self.start_agent();
     }
 
+    /// Restarts the agent on another port, as when a shop's server gets a new address; returns the new base URL.
+    pub fn move_agent(&mut self) -> String {
+        self.stop_agent();
+        let old = self.base.trim_start_matches("http://").to_string();
+        let new = format!("127.0.0.1:{}", free_port());
+        let config = std::fs::read_to_string(&self.config).unwrap().replace(&old, &new);
+        std::fs::write(&self.config, config).unwrap();
+        self.base = format!("http://{new}");
+        self.start_agent();
+        self.base.clone()
+    }
+
     /// Kills the agent process.
     pub fn stop_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {
@@ -234,6 +246,12 @@ impl Fleet {
             fleet.shops.push(shop);
         }
         fleet
+    }
+
+    /// Rewrites the controller's configuration file, as an operator edits `office.toml`.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
     }
 
     /// Runs the controller with the fleet's configuration.

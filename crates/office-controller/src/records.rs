@@ -5,7 +5,11 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 /// The office's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2];
+const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3];
+
+/// Tables `branch reconfigure` added to what a shop receives and the office has not yet sent it whole: kept
+/// until a push that sends them succeeds, so that a failed reconfigure is finished by any later sync.
+const OFFICE_V3: &str = "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS pending_whole text[] NOT NULL DEFAULT '{}';";
 
 /// The shop database each branch was initialised with (its `DbIdentity`), compared before every sync.
 const OFFICE_V2: &str = "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS shop_identity text;";
@@ -75,11 +79,13 @@ pub struct Branch {
     pub last_error: Option<String>,
     /// The identity of the shop database the branch was initialised with (or re-bound to).
     pub shop_identity: Option<String>,
+    /// Tables the shop newly receives that the next push sends whole (see `branch reconfigure`).
+    pub pending_whole: Vec<String>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity";
+     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -96,6 +102,7 @@ fn branch(r: &Row) -> Branch {
         initialised_at: r.get(10),
         last_error: r.get(11),
         shop_identity: r.get(12),
+        pending_whole: r.get(13),
     }
 }
 
@@ -279,6 +286,19 @@ pub async fn set_shop_identity(client: &impl GenericClient, branch: &str, identi
     Ok(())
 }
 
+/// Records the tables the next push must send the shop whole (`branch reconfigure`), or clears them (empty)
+/// once a push sent them.
+pub async fn set_pending_whole(client: &impl GenericClient, branch: &str, tables: &[String]) -> Result<()> {
+    client
+        .execute(
+            "UPDATE branchsync.branch_synchronization SET pending_whole = $2 WHERE branch = $1",
+            &[&branch, &tables],
+        )
+        .await
+        .context("cannot record the tables to load whole")?;
+    Ok(())
+}
+
 /// Records a completed `branch init`: the office cursor of the full load, no pull cursor yet, and the identity
 /// of the shop database it loaded.
 pub async fn mark_initialised(
@@ -290,7 +310,7 @@ pub async fn mark_initialised(
     client
         .execute(
             "UPDATE branchsync.branch_synchronization SET push_cursor = $2, pull_cursor = NULL, initialised_at = now(),
-                shop_identity = NULLIF($3, '') WHERE branch = $1",
+                shop_identity = NULLIF($3, ''), pending_whole = '{}' WHERE branch = $1",
             &[&branch, &push_cursor, &shop_identity],
         )
         .await

@@ -137,6 +137,9 @@ pub async fn save_policy(client: &impl GenericClient, a: &Assignment) -> Result<
     Ok(())
 }
 
+/// The state key of the first id of the branch's range, written by `setidstart`.
+pub const ID_START: &str = "id_start";
+
 /// Reads a state value.
 pub async fn get_state(client: &impl GenericClient, key: &str) -> Result<Option<String>, AgentError> {
     Ok(client.query_opt("SELECT value FROM branchsync.shop_state WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))

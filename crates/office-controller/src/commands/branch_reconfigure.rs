@@ -1,8 +1,8 @@
 //! `office-controller branch reconfigure NAME`: hands an initialised shop the policy the office's configuration
 //! now gives it, without `clean`: a sync with the tables the shop holds first (so nothing it changed is left
 //! behind in a table it stops sending), then `configure` (capture on newly sent tables, whose rows so far are
-//! sent too), `setidstart` (their sequences into the branch's range), and a sync that loads the tables the shop
-//! newly receives in full.
+//! sent too), `setidstart` (their sequences into the branch's range), change capture at the office on what it
+//! now sends, and a sync that loads the tables the shop newly receives in full.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -47,22 +47,31 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
             anyhow::bail!("the sync before the change failed, nothing was changed: {e}");
         }
         report.absorb(&before);
-        let theirs = agent.configure(&policy.assignment(&branch.name, branch.id_range)).await.map_err(explain).context("configure")?;
+        // Recorded before the shop changes: if anything below fails, any later sync still sends these whole.
+        let mut load_whole: Vec<String> = newly_received(&held, &policy.tables).iter().map(|t| t.to_string()).collect();
+        load_whole.extend(branch.pending_whole.iter().filter(|t| !load_whole.contains(t)).cloned().collect::<Vec<_>>());
+        records::set_pending_whole(&office, &branch.name, &load_whole).await?;
+        // The office captures the tables it now sends, as `init` does for the policies it knew then.
+        crate::commands::init::prepare(&office, &policy, config.sync.id_range).await?;
+        let theirs = agent
+            .configure(&policy.assignment(&branch.name, branch.id_range))
+            .await
+            .map_err(explain)
+            .context("configure")?;
         let ours = Catalog::load(&office, &policy.tables.all()).await?.fingerprint();
         if theirs != ours {
             report.notes.push("the shop's schema fingerprint differs from the office's".into());
         }
         agent.setidstart(branch.id_start()).await.map_err(explain).context("setidstart")?;
-        let load_whole = newly_received(&held, &policy.tables);
-        if !load_whole.is_empty() {
-            let names: Vec<String> = load_whole.iter().map(|t| t.to_string()).collect();
-            report.notes.push(format!("loading in full the tables the shop now receives: {}", names.join(", ")));
-        }
-        let options = sync::SyncOptions { load_whole, ..Default::default() };
+        let branch = records::find(&office, &branch.name).await?;
+        let options = sync::SyncOptions::default();
         let after = sync::sync_branch(config, &branch, &policy, options, &progress).await;
         report.absorb(&after);
         if let Some(e) = after.error {
-            anyhow::bail!("the shop holds the new policy, but the sync that loads it failed: {e}; run `branch reconfigure {}` again", branch.name);
+            anyhow::bail!(
+                "the shop holds the new policy, but the sync that loads it failed: {e}; fix the cause and run `sync {}`, which finishes the load",
+                branch.name
+            );
         }
         Ok(())
     }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use agent_client::{AgentClient, ClientError, Retry};
 use anyhow::{Context, Result, anyhow};
-use protocol::payload::TableName;
 use tokio_postgres::Client;
 
 use super::progress::Progress;
@@ -23,9 +22,6 @@ pub struct SyncOptions {
     /// Accept a shop database other than the one the branch was initialised with (the same shop restored from a
     /// backup or moved to another server) and record it; the restore-safe pull then compares every row.
     pub rebind: bool,
-    /// Tables the push sends whole although the shop has a cursor: tables `branch reconfigure` just added to
-    /// what the shop receives.
-    pub load_whole: Vec<TableName>,
 }
 
 /// Connects to the office database.

@@ -22,9 +22,18 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
         }
         applied
     };
-    // Tables `branch reconfigure` just added to what the shop receives go whole, the others as changes.
+    // Tables `branch reconfigure` added to what the shop receives go whole until a push has sent them, the
+    // others as changes.
+    let receives = cycle.policy.tables.to_shop_initially();
+    let whole: Vec<TableName> = cycle
+        .branch
+        .pending_whole
+        .iter()
+        .filter_map(|t| TableName::parse(t))
+        .filter(|t| receives.contains(t))
+        .collect();
     let mut tables = cycle.policy.tables.to_shop();
-    tables.extend(cycle.options.load_whole.iter().filter(|t| !tables.contains(t)).cloned().collect::<Vec<_>>());
+    tables.extend(whole.iter().filter(|t| !tables.contains(t)).cloned().collect::<Vec<_>>());
     let office = cycle.office.take().context("the branch's office connection is gone")?;
     let catalog = Catalog::load(&office, &tables).await?;
     let export = ExportOptions {
@@ -32,7 +41,7 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
         exclude_origin: Some(cycle.branch.name.clone()),
         writer: WriterConfig { chunk_bytes: cycle.config.sync.chunk_bytes, ..Default::default() },
         replace: if full { cycle.policy.tables.from_source.clone() } else { Vec::new() },
-        whole: cycle.options.load_whole.clone(),
+        whole: whole.clone(),
         ..Default::default()
     };
     let mut shown = cycle.report.clone();
@@ -55,6 +64,11 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
         ));
     } else if !cycle.options.dry_run {
         records::set_push_cursor(&up.office, &cycle.branch.name, &up.cursor).await?;
+    }
+    if !cycle.options.dry_run && !cycle.branch.pending_whole.is_empty() {
+        records::set_pending_whole(&up.office, &cycle.branch.name, &[]).await?;
+        let names: Vec<String> = whole.iter().map(|t| t.to_string()).collect();
+        cycle.report.notes.push(format!("sent whole the tables the shop newly receives: {}", names.join(", ")));
     }
     cycle.office = Some(up.office);
     Ok(())

@@ -38,10 +38,14 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
             }
         }
     }
+    let id_start = store::get_state(&tx, store::ID_START).await?.and_then(|v| v.parse::<i64>().ok());
     for name in new.policy.to_office() {
         if let Some(table) = catalog.get(&name) {
             pgsync::schema::install_capture(&tx, table).await?;
             if newly_sent.contains(&name) {
+                if let Some(start) = id_start {
+                    outside_range(&tx, table, start, new.id_range).await?;
+                }
                 let rows = pgsync::schema::capture_existing(&tx, table).await?;
                 tracing::info!(table = %name, rows, "table newly sent: its rows so far are sent with the next sync");
             }
@@ -51,4 +55,32 @@ pub async fn call(agent: &Agent, Configure(new): Configure) -> Result<Fingerprin
     tx.commit().await?;
     tracing::info!(branch = %new.branch, tables = new.policy.all().len(), "policy configured");
     Ok(Fingerprint(catalog.fingerprint()))
+}
+
+/// Refuses a table the shop starts to send while it holds rows whose own id column lies outside the branch's
+/// range: the office would refuse them as another branch's, and the branch would be stuck. Renumbering them
+/// while the table is still the shop's alone sends nothing.
+async fn outside_range(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &pgsync::TableInfo,
+    start: i64,
+    range: i64,
+) -> Result<(), AgentError> {
+    let end = start.saturating_add(range - 1);
+    for (column, _) in &table.sequences {
+        let c = protocol::sql::quote_ident(column);
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {c}::bigint < $1::bigint OR {c}::bigint > $2::bigint",
+            table.name.quoted()
+        );
+        let outside: i64 = tx.query_one(sql.as_str(), &[&start, &end]).await?.get(0);
+        if outside > 0 {
+            return Err(AgentError::IdRange(format!(
+                "table {} holds {outside} rows whose {column} lies outside this branch's id range {start}..{end}, which the office would refuse: renumber them into the range (for example UPDATE {} SET {c} = {c} + {start} WHERE {c} < {start}) and configure again; nothing was changed",
+                table.name,
+                table.name.quoted()
+            )));
+        }
+    }
+    Ok(())
 }

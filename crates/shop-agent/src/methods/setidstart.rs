@@ -1,5 +1,5 @@
 //! `setidstart(id)`: makes every id sequence of the tables the shop writes (`from_target`, `both`) continue at
-//! `id`, never moving one backwards, and caps each at the end of the branch's range (`id + id_range - 1`) so the
+//! `id` (or past the highest id of the range its table holds), never moving one backwards, and caps each at the end of the branch's range (`id + id_range - 1`) so the
 //! shop can never issue another branch's ids. With `above` (the highest id of the range the office holds), every
 //! sequence also continues above it: a shop restored from a backup must not issue an id again that the office
 //! already holds for a later sale. All sequences or none, in one transaction.
@@ -60,12 +60,37 @@ pub async fn call(agent: &Agent, SetIdStart { id: start, above }: SetIdStart) ->
                 )));
             }
             tx.batch_execute(&format!("ALTER SEQUENCE {sequence} MAXVALUE {end}")).await?;
+            // Past the ids of the range the table holds already (rows renumbered into the range by hand before
+            // the table was first sent), so that the sequence never issues one of them again.
+            let c = protocol::sql::quote_ident(column);
+            let held: Option<i64> = tx
+                .query_one(
+                    &format!(
+                        "SELECT max({c})::bigint FROM {} WHERE {c}::bigint BETWEEN $1::bigint AND $2::bigint",
+                        table.name.quoted()
+                    ),
+                    &[&start, &end],
+                )
+                .await?
+                .get(0);
+            let floor = match held {
+                Some(h) if h >= end => {
+                    return Err(AgentError::IdRange(format!(
+                        "{} holds id {h} in {column}, the end of this branch's range {start}..{end}: the range is used up, give the branch a new number",
+                        table.name
+                    )));
+                }
+                Some(h) if h >= floor => h + 1,
+                _ => floor,
+            };
             if next < floor {
                 tx.query_one("SELECT setval($1::text::regclass, $2, false)", &[sequence, &floor]).await?;
             }
             moved.push(sequence.clone());
         }
     }
+    // The range's start, for `configure` to check the rows of a table the shop starts to send.
+    store::set_state(&tx, store::ID_START, &start.to_string()).await?;
     tx.commit().await?;
     tracing::info!(start, end, floor, sequences = moved.len(), "id range set");
     Ok(IdRange { start, end, sequences: moved })
