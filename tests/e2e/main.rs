@@ -12,3 +12,4 @@ mod operator;
 mod reconfigure;
 mod restore;
 mod support;
+mod verify;

@@ -322,9 +322,10 @@ impl AgentClient {
         self.request(wire::Configure(assignment.clone())).await.map(|fp| fp.0)
     }
 
-    /// `verify()`: per table (`schema.name`), its row count and checksum.
-    pub async fn verify(&self) -> Result<BTreeMap<String, TableSum>, ClientError> {
-        self.request(wire::Verify).await
+    /// `verify([from_id])`: per table (`schema.name`), its row count, checksum and pending changes; the
+    /// shop-written tables from `from_id` of their id-range column on.
+    pub async fn verify(&self, from_id: Option<i64>) -> Result<BTreeMap<String, TableSum>, ClientError> {
+        self.request(wire::Verify { from_id }).await
     }
 
     /// `status()`.

@@ -35,11 +35,8 @@ enum Command {
     Branch(BranchCommand),
     /// Sync branches: pull their changes, push the office's.
     Sync(commands::sync::SyncArgs),
-    /// Compare a branch's tables with the office's by checksum.
-    Verify {
-        /// The branch.
-        name: String,
-    },
+    /// Compare a branch's tables with the office's by checksum: in sync, in flight or drift, and the repair.
+    Verify(commands::verify::VerifyArgs),
     /// Every branch's last sync, lag, waiting changes, last error and live agent status.
     Status,
     /// The sync log.
@@ -141,7 +138,7 @@ async fn run(cli: Cli) -> Result<Output> {
                 .await
         }
         Command::Sync(args) => commands::sync::run(&config()?, args).await,
-        Command::Verify { name } => commands::verify::run(&config()?, &name).await,
+        Command::Verify(args) => commands::verify::run_with(&config()?, args).await,
         Command::Status => commands::status::run(&config()?).await,
         Command::Log(args) => commands::log::run(&config()?, args).await,
         Command::Conflicts(args) => commands::conflicts::run(&config()?, args).await,

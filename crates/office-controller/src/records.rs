@@ -5,7 +5,11 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 /// The office's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3];
+const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3, OFFICE_V4];
+
+/// The first id of the branch's range that its current shop database holds the history from: the ids below it
+/// were issued before a re-initialisation or a restore, and the shop may no longer hold those rows.
+const OFFICE_V4: &str = "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS history_from bigint;";
 
 /// Tables `branch reconfigure` added to what a shop receives and the office has not yet sent it whole: kept
 /// until a push that sends them succeeds, so that a failed reconfigure is finished by any later sync.
@@ -81,11 +85,14 @@ pub struct Branch {
     pub shop_identity: Option<String>,
     /// Tables the shop newly receives that the next push sends whole (see `branch reconfigure`).
     pub pending_whole: Vec<String>,
+    /// The first id of the range whose rows the shop database holds since its initialisation or re-binding;
+    /// `None`: the whole range.
+    pub history_from: Option<i64>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole";
+     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole, history_from";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -103,6 +110,7 @@ fn branch(r: &Row) -> Branch {
         last_error: r.get(11),
         shop_identity: r.get(12),
         pending_whole: r.get(13),
+        history_from: r.get(14),
     }
 }
 
@@ -110,6 +118,11 @@ impl Branch {
     /// The first id of the branch's range.
     pub fn id_start(&self) -> i64 {
         self.number.saturating_mul(self.id_range)
+    }
+
+    /// The last id of the branch's range.
+    pub fn id_end(&self) -> i64 {
+        self.id_start().saturating_add(self.id_range - 1)
     }
 
     /// The agent password, read from where the credential reference points.
@@ -296,6 +309,16 @@ pub async fn set_pending_whole(client: &impl GenericClient, branch: &str, tables
         )
         .await
         .context("cannot record the tables to load whole")?;
+    Ok(())
+}
+
+/// Records from which id of its range the branch's shop holds its history (after `branch init` on a range the
+/// office holds rows of, or a restore): `verify` compares the shop's own rows from there on.
+pub async fn set_history_from(client: &impl GenericClient, branch: &str, id: i64) -> Result<()> {
+    client
+        .execute("UPDATE branchsync.branch_synchronization SET history_from = $2 WHERE branch = $1", &[&branch, &id])
+        .await
+        .context("cannot record where the shop's history starts")?;
     Ok(())
 }
 

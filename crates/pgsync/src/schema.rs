@@ -225,15 +225,25 @@ fn capture_sql(table: &TableInfo) -> String {
 /// Changes in the log that `peer` has not acknowledged yet: not visible in its cursor (all of them when it has
 /// none) and not from the peer itself.
 pub async fn pending_changes(client: &impl GenericClient, since: Option<&Cursor>, peer: Option<&str>) -> Result<i64> {
+    Ok(pending_by_table(client, since, peer).await?.values().sum())
+}
+
+/// [`pending_changes`] per table (`schema.name`), for `verify` to tell a difference still in flight from drift.
+pub async fn pending_by_table(
+    client: &impl GenericClient,
+    since: Option<&Cursor>,
+    peer: Option<&str>,
+) -> Result<std::collections::BTreeMap<String, i64>> {
     let snapshot = since.map(|c| c.snapshot.clone());
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM branchsync.change_log \
-             WHERE ($1::text IS NULL OR NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)) AND origin IS DISTINCT FROM $2",
+    let rows = client
+        .query(
+            "SELECT tbl, count(*) FROM branchsync.change_log \
+             WHERE ($1::text IS NULL OR NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot)) AND origin IS DISTINCT FROM $2 \
+             GROUP BY tbl",
             &[&snapshot, &peer],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Deletes the change-log rows that every given cursor has acknowledged (visible in all of their snapshots).

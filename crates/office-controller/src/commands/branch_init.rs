@@ -97,11 +97,21 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         for (table, n) in &up.per_table {
             report.add(table, "push", *n, 0);
         }
-        agent.setidstart(branch.id_start()).await.map_err(explain).context("setidstart")?;
+        // A branch initialised again keeps its older rows at the office: the shop's ids continue past them, so a
+        // new sale never takes the id of one the office holds.
+        let written = Catalog::load(&office, &policy.tables.to_office()).await?;
+        let highest = sync::highest_id(&office, &written, branch.id_start(), branch.id_end()).await?;
+        match highest {
+            Some(above) => agent.setidstart_above(branch.id_start(), above).await,
+            None => agent.setidstart(branch.id_start()).await,
+        }
+        .map_err(explain)
+        .context("setidstart")?;
         // The database just loaded is the branch's shop from now on: a sync finding another behind the URL refuses.
         let loaded = agent.status().await.map_err(explain).context("status after the load")?;
         let identity = loaded.database.map(|s| s.database_identity).unwrap_or_default();
         records::mark_initialised(&office, &branch.name, &up.cursor, &identity).await?;
+        records::set_history_from(&office, &branch.name, highest.map_or(branch.id_start(), |h| h + 1)).await?;
         // The first sync gives the pull its cursor. Without one the pull is a full export, which carries rows but
         // never deletes: what the shop deleted before its first sync would stay at the office. Right after the load
         // the shop holds only the office's own rows, which its export leaves out (no echo), so this moves nothing.

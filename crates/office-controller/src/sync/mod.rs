@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 pub use cycle::{SyncOptions, agent, explain, office};
 pub use progress::Progress;
+pub use pull::highest_id;
 pub use push::{Uploaded, upload};
 pub use report::{BranchReport, Moved};
 
@@ -100,8 +101,14 @@ async fn run_sync(
         status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
     let dry_run = options.dry_run;
     let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
-    pull::run(&mut cycle, applied.as_ref()).await.context("pull")?;
-    push::run(&mut cycle, applied).await.context("push")?;
+    let complete = cycle.options.full;
+    pull::run(&mut cycle, applied.as_ref(), false).await.context("pull")?;
+    let applied = push::run(&mut cycle, applied).await.context("push")?;
+    if complete {
+        // `sync --full` is complete both ways: after the complete push, every row the shop holds is pulled
+        // again and compared, so the office holds each of the shop's own rows exactly.
+        pull::run(&mut cycle, applied.as_ref(), true).await.context("complete pull")?;
+    }
     if !dry_run && !identity_now.is_empty() && branch.shop_identity.as_deref() != Some(identity_now.as_str()) {
         // Re-bound, or a branch initialised before identities were recorded: from now on this database is the shop.
         if let Some(office) = &cycle.office {

@@ -17,7 +17,9 @@ use super::cycle::{Cycle, explain};
 use crate::records::{self, LogEntry};
 
 /// Runs the pull. `applied` is the office cursor the shop has applied: office changes after it are unsent.
-pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Result<()> {
+/// `complete` (the re-pull of `sync --full`, after its complete push): every row the shop holds is pulled and
+/// compared with the office's, a difference is a conflict, and rows the office holds beyond them are reported.
+pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>, complete: bool) -> Result<()> {
     let tables = cycle.policy.tables.to_office();
     let catalog = Catalog::load(&*cycle.office()?, &tables).await?;
     let limits = ReadLimits {
@@ -29,7 +31,8 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
         unsent_since: applied.map(|c| c.snapshot.clone()),
         rules: cycle.policy.rules.clone(),
         newer_column: cycle.policy.newer_column.clone(),
-        compare_values: false,
+        // A complete pull compares every row the shop holds, as after a restore: a difference is a conflict.
+        compare_values: complete,
     };
     let set_based = may_set_replication_role(cycle.office()?).await?;
     if !set_based {
@@ -54,7 +57,7 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
         options: ImportOptions::office(check.clone(), set_based, ownership.clone()),
         dry_run: cycle.options.dry_run,
     };
-    let mut since = cycle.branch.pull_cursor.clone().unwrap_or_default();
+    let mut since = if complete { String::new() } else { cycle.branch.pull_cursor.clone().unwrap_or_default() };
     for _ in 0..3 {
         let mut cursor = since.clone();
         let mut loop_rows = 0u64;
@@ -107,6 +110,35 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<&Cursor>) -> Resu
             break;
         }
     }
+    if complete {
+        extras(cycle, &catalog).await?;
+    }
+    Ok(())
+}
+
+/// After a complete pull: the rows of the branch's range (from where its shop's history starts) that the office
+/// holds beyond what the shop sent, per shop-written table. They are reported and kept: the office never deletes
+/// a sale because a shop no longer has it.
+async fn extras(cycle: &mut Cycle<'_>, catalog: &Catalog) -> Result<()> {
+    let from = cycle.branch.history_from.unwrap_or(cycle.branch.id_start());
+    let end = cycle.branch.id_end();
+    for table in catalog.tables().iter().filter(|t| cycle.policy.tables.from_target.contains(&t.name)) {
+        let Some(column) = catalog.range_column(table, &cycle.policy.tables.from_target) else { continue };
+        let column = protocol::sql::quote_ident(&column);
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {column}::bigint BETWEEN $1::bigint AND $2::bigint",
+            table.name.quoted()
+        );
+        let held: i64 = cycle.office()?.query_one(sql.as_str(), &[&from, &end]).await?.get(0);
+        let sent = cycle.report.tables.get(&table.name.to_string()).and_then(|d| d.get("pull")).map_or(0, |m| m.rows);
+        let beyond = held.saturating_sub(sent as i64);
+        if beyond > 0 {
+            cycle.report.notes.push(format!(
+                "the office holds {beyond} rows of {} in this branch's range that the shop did not send: kept at the office; the shop no longer has them",
+                table.name
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -143,6 +175,9 @@ async fn fall_back(cycle: &mut Cycle<'_>, catalog: &Catalog, e: &agent_client::C
             "moved {} shop sequences above id {highest}, the highest of the branch the office holds",
             moved.sequences.len()
         ));
+        // What the shop sold up to that id it may have lost with the restore: verify compares from here on.
+        let branch = cycle.branch.name.clone();
+        records::set_history_from(&*cycle.office()?, &branch, highest + 1).await?;
     }
     if !cycle.options.dry_run {
         let entry = LogEntry {
@@ -160,7 +195,7 @@ async fn fall_back(cycle: &mut Cycle<'_>, catalog: &Catalog, e: &agent_client::C
 }
 
 /// The highest id in `start..=end` of any id sequence's column among the pulled tables at the office.
-async fn highest_id(office: &Client, catalog: &Catalog, start: i64, end: i64) -> Result<Option<i64>> {
+pub async fn highest_id(office: &Client, catalog: &Catalog, start: i64, end: i64) -> Result<Option<i64>> {
     let mut highest: Option<i64> = None;
     for table in catalog.tables() {
         for (column, _) in &table.sequences {

@@ -11,9 +11,10 @@ use tokio_postgres::Client;
 use super::cycle::{Cycle, explain};
 use crate::records;
 
-/// Runs the push. `applied` is the office cursor the shop has applied.
-pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Result<()> {
+/// Runs the push. `applied` is the office cursor the shop has applied. Returns the one it has applied after.
+pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Result<Option<Cursor>> {
     let full = cycle.options.full;
+    let before = applied.clone();
     let base = if full {
         None
     } else {
@@ -62,16 +63,20 @@ pub(super) async fn run(cycle: &mut Cycle<'_>, applied: Option<Cursor>) -> Resul
             "the shop deferred {} rows it changed during the sync; they are decided and sent again on the next sync",
             up.deferred
         ));
-    } else if !cycle.options.dry_run {
-        records::set_push_cursor(&up.office, &cycle.branch.name, &up.cursor).await?;
     }
+    let now_applied = if up.deferred == 0 && !cycle.options.dry_run {
+        records::set_push_cursor(&up.office, &cycle.branch.name, &up.cursor).await?;
+        up.cursor.parse::<Cursor>().ok()
+    } else {
+        before
+    };
     if !cycle.options.dry_run && !cycle.branch.pending_whole.is_empty() {
         records::set_pending_whole(&up.office, &cycle.branch.name, &[]).await?;
         let names: Vec<String> = whole.iter().map(|t| t.to_string()).collect();
         cycle.report.notes.push(format!("sent whole the tables the shop newly receives: {}", names.join(", ")));
     }
     cycle.office = Some(up.office);
-    Ok(())
+    Ok(now_applied)
 }
 
 /// What an upload sent.

@@ -63,7 +63,8 @@ mod tests {
         round(SetIdStart { id: 1_000_000_000_000, above: None });
         round(SetIdStart { id: 1_000_000_000_000, above: Some(1_000_000_000_041) });
         round(Diff { since: "bs1/1/2/ab/3:4:".into() });
-        round(Verify);
+        round(Verify { from_id: None });
+        round(Verify { from_id: Some(1_000_000_000_007) });
         round(Confirm { cursor: "bs1/1/2/ab/3:4:".into() });
         round(Status);
         answer(DiffAnswer { data: vec![9], cursor: "c".into(), more: true });
