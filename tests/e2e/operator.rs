@@ -1,5 +1,6 @@
-//! Operator safety (issue 11): `branch init` never erases a live shop or another branch's shop by mistake, and
-//! `sync` never syncs a shop under another branch's name; through the real binaries.
+//! Operator safety (issue 11): `branch init` never erases a live shop, another branch's shop or a shop table
+//! left in the sync schema by mistake, and `sync` never syncs a shop under another branch's name; through the
+//! real binaries.
 
 use crate::support::*;
 
@@ -78,4 +79,27 @@ async fn init_refuses_a_live_shop_and_a_wrong_url_and_sync_refuses_another_shop(
     assert_eq!(count(&fleet.office, "SELECT count(*) FROM sale").await, sales_at_a);
     // The office's sales from before the re-initialisation are no drift: verify compares from it on.
     fleet.assert_all_verified();
+
+    // The sync-schema trap: a role named like the sync schema creates a shop table with the default search_path,
+    // and it lands in the sync schema. Re-initialising that shop (which cleans it) refuses and erases nothing.
+    b.db.batch_execute(
+        "DO $$ BEGIN CREATE ROLE branchsync; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT USAGE, CREATE ON SCHEMA branchsync TO branchsync;
+         SET ROLE branchsync;
+         CREATE TABLE till_note (id int PRIMARY KEY, note text);
+         INSERT INTO till_note VALUES (1, 'the safe is stuck');
+         RESET ROLE;",
+    )
+    .await
+    .unwrap();
+    let products = count(&b.db, "SELECT count(*) FROM product").await;
+    let out = fleet.ctl(&["branch", "init", "shop-2", "--force"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("branchsync.till_note"), "{}", text(&out));
+    assert_eq!(count(&b.db, "SELECT count(*) FROM branchsync.till_note").await, 1, "the shop's table is kept");
+    assert_eq!(count(&b.db, "SELECT count(*) FROM product").await, products, "nothing was erased");
+    b.db.batch_execute("ALTER TABLE branchsync.till_note SET SCHEMA public").await.unwrap();
+    let out = fleet.ctl(&["branch", "init", "shop-2", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(count(&b.db, "SELECT count(*) FROM public.till_note").await, 1, "moved out, the table survives");
 }

@@ -1,8 +1,9 @@
 //! The sync cycle of one branch, top-down in one place (BRIEF §4): take the branch's advisory lock, ask the
-//! shop what it has applied of the office, pull the shop's changes ([`pull`]: the `diff` loop, each answer
+//! shop what it has applied of the office and check it is this branch's shop ([`check_shop`]), pull the shop's changes ([`pull`]: the `diff` loop, each answer
 //! imported with conflicts decided and the pull cursor in one transaction), push the office's changes since what
 //! the shop has applied ([`push`]: one upload session the shop applies in one transaction with the office
-//! cursor), then record `branch_synchronization` and the sync log. `branch init` shares the upload. Nothing here
+//! cursor), for `--full` pull every shop row again and compare it, then record `branch_synchronization` and
+//! the sync log. `branch init` shares the upload. Nothing here
 //! returns early without saying why in the report.
 
 mod cycle;
