@@ -7,13 +7,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use pgsync::{Catalog, ExportOptions};
 use protocol::payload::WriterConfig;
-use serde_json::json;
 
 use crate::commands::Output;
-use crate::commands::sync::render;
+use crate::commands::sync::conclude;
 use crate::config::Config;
 use crate::records;
-use crate::sync::{self, BranchReport, Progress, explain, record_outcome};
+use crate::sync::{self, BranchReport, Progress, explain};
 
 /// What may make `branch init` erase a shop that holds data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,11 +122,5 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         Ok(())
     }
     .await;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.ok = outcome.is_ok();
-    report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
-    record_outcome(config, None, &branch, &report, "init").await?;
-    let mut out = render(std::slice::from_ref(&report));
-    out.json = json!(report);
-    Ok(out)
+    conclude(config, &branch, report, started, outcome, "init").await
 }

@@ -11,13 +11,12 @@ use anyhow::{Context, Result};
 use pgsync::Catalog;
 use protocol::payload::TableName;
 use protocol::policy::Policy as TablePolicy;
-use serde_json::json;
 
 use crate::commands::Output;
-use crate::commands::sync::render;
+use crate::commands::sync::conclude;
 use crate::config::Config;
 use crate::records;
-use crate::sync::{self, BranchReport, Progress, explain, record_outcome};
+use crate::sync::{self, BranchReport, Progress, explain};
 
 /// Runs `branch reconfigure`.
 pub async fn run(config: &Config, name: &str) -> Result<Output> {
@@ -76,13 +75,7 @@ pub async fn run(config: &Config, name: &str) -> Result<Output> {
         Ok(())
     }
     .await;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.ok = outcome.is_ok();
-    report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
-    record_outcome(config, None, &branch, &report, "reconfigure").await?;
-    let mut out = render(std::slice::from_ref(&report));
-    out.json = json!(report);
-    Ok(out)
+    conclude(config, &branch, report, started, outcome, "reconfigure").await
 }
 
 /// The tables the shop receives under `new` and did not receive in every sync under `old`, which the office

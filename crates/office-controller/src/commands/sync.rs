@@ -145,3 +145,22 @@ pub fn render(reports: &[BranchReport]) -> Output {
     }
     Output { text, json: json!(reports), ok: failed == 0 }
 }
+
+/// Ends a branch command that ran syncs on its way (`branch init`, `branch reconfigure`): its time and outcome
+/// in the report, the record and the sync log under `kind`, and the rendered summary.
+pub async fn conclude(
+    config: &Config,
+    branch: &crate::records::Branch,
+    mut report: BranchReport,
+    started: std::time::Instant,
+    outcome: Result<()>,
+    kind: &str,
+) -> Result<Output> {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.ok = outcome.is_ok();
+    report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    sync::record_outcome(config, None, branch, &report, kind).await?;
+    let mut out = render(std::slice::from_ref(&report));
+    out.json = serde_json::json!(report);
+    Ok(out)
+}
