@@ -20,6 +20,7 @@ fn config(office_url: &str) -> Config {
         database_url: office_url.into(),
         policies: [("retail".to_string(), demo::retail())].into(),
         sync: SyncConfig { concurrency: 8, retries: 2, ..SyncConfig::default() },
+        schedule: Default::default(),
     }
 }
 

@@ -22,6 +22,64 @@ pub struct Config {
     /// How syncs run.
     #[serde(default)]
     pub sync: SyncConfig,
+    /// When `serve` runs them.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// `[schedule]`: when `office-controller serve` syncs each branch. Read by [`crate::schedule::Schedule`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Seconds between two incremental syncs of a branch (each branch at its own phase within it, so that a
+    /// thousand shops do not start in the same second).
+    pub interval_seconds: u64,
+    /// Wall-clock time (`HH:MM`) of the daily complete sync (`sync --full`) in `time_zone`.
+    pub daily_at: String,
+    /// Wall-clock time of a daily `verify`; none by default.
+    pub verify_at: Option<String>,
+    /// IANA time zone of the daily times, e.g. `Europe/Paris`.
+    pub time_zone: String,
+    /// Longest run of one job, in seconds.
+    pub job_timeout_seconds: u64,
+    /// First pause after a failed sync of a branch, doubled per failure up to the interval's ten times.
+    pub retry_base_seconds: u64,
+    /// Per-branch overrides, e.g. `[schedule.branches.shop7]`.
+    pub branches: BTreeMap<String, BranchSchedule>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            interval_seconds: 300,
+            daily_at: "07:00".into(),
+            verify_at: None,
+            time_zone: "UTC".into(),
+            job_timeout_seconds: 1800,
+            retry_base_seconds: 30,
+            branches: BTreeMap::new(),
+        }
+    }
+}
+
+/// One branch's schedule overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BranchSchedule {
+    /// Its own interval (a shop on a slow line syncs less often).
+    pub interval_seconds: Option<u64>,
+    /// Not synced at all while paused.
+    pub paused: bool,
+    /// The recurring pull of the shop's changes; off leaves only the daily complete sync.
+    pub pull: bool,
+    /// The recurring push of the office's changes; off leaves only the daily complete sync.
+    pub push: bool,
+}
+
+impl Default for BranchSchedule {
+    fn default() -> Self {
+        BranchSchedule { interval_seconds: None, paused: false, pull: true, push: true }
+    }
 }
 
 /// One named policy as written in the configuration.
@@ -286,4 +344,18 @@ id_range = 1000000000000
 deadline_seconds = 3600
 max_answer_bytes = 67108864       # largest answer body read from an agent
 max_chunk_bytes = 33554432        # largest decompressed diff chunk (gzip bombs are refused beyond it)
+
+[schedule]                        # when `office-controller serve` runs the syncs
+interval_seconds = 300            # incremental sync of each branch, each at its own phase within the interval
+daily_at = "07:00"                # the daily complete sync (sync --full), wall-clock time in time_zone
+# verify_at = "07:30"             # a daily verify
+time_zone = "UTC"                 # IANA name, e.g. "Europe/Paris"
+job_timeout_seconds = 1800
+retry_base_seconds = 30           # pause after a failure, doubled per failure
+
+# [schedule.branches.shop7]       # a shop on a slow line
+# interval_seconds = 3600
+# paused = false
+# pull = true                     # false: no recurring pull, only the daily complete sync
+# push = true
 "#;

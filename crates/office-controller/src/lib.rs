@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config;
 pub mod output;
 pub mod records;
+pub mod schedule;
 pub mod sync;
 
 pub use config::Config;

@@ -23,7 +23,12 @@ async fn check(p: PolicyConfig) -> Result<(), String> {
     let client = pgsync::connect(&url).await.unwrap();
     testbed::sample::create_schema(&client).await.unwrap();
     client.batch_execute("CREATE TABLE no_key (a int); CREATE TABLE note (id int PRIMARY KEY, till_id int REFERENCES till_session(id))").await.unwrap();
-    let config = Config { database_url: url, policies: [("p".to_string(), p)].into(), sync: SyncConfig::default() };
+    let config = Config {
+        database_url: url,
+        policies: [("p".to_string(), p)].into(),
+        sync: SyncConfig::default(),
+        schedule: Default::default(),
+    };
     config.policy("p", &client).await.map(|_| ()).map_err(|e| format!("{e:#}"))
 }
 
