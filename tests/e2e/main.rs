@@ -11,5 +11,6 @@ mod flows;
 mod operator;
 mod reconfigure;
 mod restore;
+mod service;
 mod support;
 mod verify;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod output;
 pub mod records;
 pub mod schedule;
+pub mod serve;
 pub mod sync;
 
 pub use config::Config;

@@ -33,6 +33,12 @@ enum Command {
     /// Add, list, remove or initialise branches.
     #[command(subcommand)]
     Branch(BranchCommand),
+    /// Run as the office service: every branch synced on the [schedule], `/healthz` on the listener.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: String,
+    },
     /// Sync branches: pull their changes, push the office's.
     Sync(commands::sync::SyncArgs),
     /// Compare a branch's tables with the office's by checksum: in sync, in flight or drift, and the repair.
@@ -124,6 +130,14 @@ async fn run(cli: Cli) -> Result<Output> {
         Config::load(path)
     };
     match cli.command {
+        Command::Serve { listen } => {
+            let config = config()?;
+            let listener =
+                tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(listen = %listener.local_addr()?, "office service listening");
+            office_controller::serve::run(config, listener, shutdown_signal()).await?;
+            Ok(Output::ok("office service stopped\n".into(), serde_json::Value::Null))
+        }
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
         Command::Init => commands::init::run(&config()?).await,
         Command::Branch(BranchCommand::Add(args)) => commands::branch_add::run(&config()?, args).await,
@@ -143,4 +157,18 @@ async fn run(cli: Cli) -> Result<Output> {
         Command::Log(args) => commands::log::run(&config()?, args).await,
         Command::Conflicts(args) => commands::conflicts::run(&config()?, args).await,
     }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: letting running syncs finish");
 }

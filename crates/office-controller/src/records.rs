@@ -5,7 +5,12 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 /// The office's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3, OFFICE_V4];
+const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3, OFFICE_V4, OFFICE_V5];
+
+/// When `serve` last completed each branch's daily complete sync, so that one missed during downtime runs
+/// once after it.
+const OFFICE_V5: &str =
+    "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS last_daily_at timestamptz;";
 
 /// The first id of the branch's range that its current shop database holds the history from: the ids below it
 /// were issued before a re-initialisation or a restore, and the shop may no longer hold those rows.
@@ -88,11 +93,14 @@ pub struct Branch {
     /// The first id of the range whose rows the shop database holds since its initialisation or re-binding;
     /// `None`: the whole range.
     pub history_from: Option<i64>,
+    /// When `serve` last completed the branch's daily complete sync (RFC 3339, UTC).
+    pub last_daily_at: Option<String>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole, history_from";
+     to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole, history_from, \
+     to_char(last_daily_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -111,6 +119,7 @@ fn branch(r: &Row) -> Branch {
         shop_identity: r.get(12),
         pending_whole: r.get(13),
         history_from: r.get(14),
+        last_daily_at: r.get(15),
     }
 }
 
@@ -319,6 +328,15 @@ pub async fn set_history_from(client: &impl GenericClient, branch: &str, id: i64
         .execute("UPDATE branchsync.branch_synchronization SET history_from = $2 WHERE branch = $1", &[&branch, &id])
         .await
         .context("cannot record where the shop's history starts")?;
+    Ok(())
+}
+
+/// Records that the branch's daily complete sync has run (`serve`).
+pub async fn set_last_daily(client: &impl GenericClient, branch: &str) -> Result<()> {
+    client
+        .execute("UPDATE branchsync.branch_synchronization SET last_daily_at = now() WHERE branch = $1", &[&branch])
+        .await
+        .context("cannot record the daily sync")?;
     Ok(())
 }
 

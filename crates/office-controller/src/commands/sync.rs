@@ -59,7 +59,7 @@ pub async fn run(config: &Config, args: SyncArgs) -> Result<Output> {
             policies.insert(b.policy.clone(), config.policy(&b.policy, &office).await?);
         }
     }
-    let options = SyncOptions { full: args.full, dry_run: args.dry_run, rebind: args.rebind };
+    let options = SyncOptions { full: args.full, dry_run: args.dry_run, rebind: args.rebind, ..Default::default() };
     let multi = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(indicatif::MultiProgress::new);
     let bound = Arc::new(Semaphore::new(config.sync.concurrency));
     let config = Arc::new(config.clone());

@@ -22,6 +22,10 @@ pub struct SyncOptions {
     /// Accept a shop database other than the one the branch was initialised with (the same shop restored from a
     /// backup or moved to another server) and record it; the restore-safe pull then compares every row.
     pub rebind: bool,
+    /// Leave out the pull (a shop whose recurring pull is switched off in `[schedule.branches]`).
+    pub skip_pull: bool,
+    /// Leave out the push (a shop whose recurring push is switched off).
+    pub skip_push: bool,
 }
 
 /// Connects to the office database.

@@ -103,8 +103,11 @@ async fn run_sync(
     let dry_run = options.dry_run;
     let mut cycle = Cycle { config, branch, policy, options, agent, office: Some(lock), report, progress };
     let complete = cycle.options.full;
-    pull::run(&mut cycle, applied.as_ref(), false).await.context("pull")?;
-    let applied = push::run(&mut cycle, applied).await.context("push")?;
+    if !cycle.options.skip_pull {
+        pull::run(&mut cycle, applied.as_ref(), false).await.context("pull")?;
+    }
+    let applied =
+        if cycle.options.skip_push { applied } else { push::run(&mut cycle, applied).await.context("push")? };
     if complete {
         // `sync --full` is complete both ways: after the complete push, every row the shop holds is pulled
         // again and compared, so the office holds each of the shop's own rows exactly.
