@@ -40,7 +40,7 @@ pub async fn run_with(config: &Config, name: &str, options: InitOptions) -> Resu
         let agent = sync::agent(&branch, &config.sync)?;
         let status = agent.status().await.map_err(explain).context("the agent is not reachable")?;
         let shop = status.database.as_ref().map_err(|e| anyhow::anyhow!("the shop database is down: {e}"))?;
-        if let Some(other) = shop.assignment.as_ref().map(|a| &a.branch).filter(|b| **b != branch.name)
+        if let Some(other) = sync::other_branch(&branch, &status)
             && !options.rebind
         {
             anyhow::bail!(

@@ -65,9 +65,7 @@ pub async fn run(config: &Config, args: SetArgs) -> Result<Output> {
         match sync::agent(&changed, &config.sync)?.status().await.map_err(explain) {
             Ok(status) => {
                 let shop = status.database.as_ref().ok();
-                if let Some(other) = shop.and_then(|s| s.assignment.as_ref()).map(|a| &a.branch)
-                    && *other != branch.name
-                {
+                if let Some(other) = sync::other_branch(&branch, &status) {
                     bail!(
                         "the agent at {} is configured as branch {other}, not {}: nothing was changed; check the URL",
                         changed.url,

@@ -1,9 +1,9 @@
 //! The sync cycle of one branch, top-down in one place (BRIEF §4): take the branch's advisory lock, ask the
-//! shop what it has applied of the office and check it is this branch's shop ([`check_shop`]), pull the shop's changes ([`pull`]: the `diff` loop, each answer
-//! imported with conflicts decided and the pull cursor in one transaction), push the office's changes since what
-//! the shop has applied ([`push`]: one upload session the shop applies in one transaction with the office
-//! cursor), for `--full` pull every shop row again and compare it, then record `branch_synchronization` and
-//! the sync log. `branch init` shares the upload. Nothing here
+//! shop what it has applied of the office and check it is this branch's shop ([`check_shop`]), pull the shop's
+//! changes ([`pull`]: the `diff` loop, each answer imported with conflicts decided and the pull cursor in one
+//! transaction), push the office's changes since what the shop has applied ([`push`]: one upload session the
+//! shop applies in one transaction with the office cursor), for `--full` pull every shop row again and compare
+//! it, then record `branch_synchronization` and the sync log. `branch init` shares the upload. Nothing here
 //! returns early without saying why in the report.
 
 mod cycle;
@@ -123,6 +123,13 @@ async fn run_sync(
     Ok(())
 }
 
+/// The branch the agent is configured as, when it is another than `branch`: the URL leads to another shop.
+/// Every command that drives a shop asks this before it changes anything.
+pub fn other_branch<'a>(branch: &Branch, status: &'a AgentStatus) -> Option<&'a str> {
+    let configured = status.database.as_ref().ok()?.assignment.as_ref()?;
+    (configured.branch != branch.name).then_some(configured.branch.as_str())
+}
+
 /// Checks that the agent behind the branch's URL is this branch's shop, configured with `policy`: another
 /// branch's agent, an agent holding no policy, an older policy than the office's, or another database than
 /// the one recorded (unless `rebind`) are refused before anything moves. Returns the shop database's identity
@@ -142,11 +149,10 @@ pub fn check_shop(
         );
     };
     // A wrong URL must not sync another shop under this branch's name.
-    if assignment.branch != branch.name {
+    if let Some(other) = other_branch(branch, status) {
         anyhow::bail!(
-            "the agent at {} is configured as branch {}, not {}: check the branch's URL (`branch set {} --url`); nothing was synced",
+            "the agent at {} is configured as branch {other}, not {}: check the branch's URL (`branch set {} --url`); nothing was synced",
             branch.url,
-            assignment.branch,
             branch.name,
             branch.name
         );
