@@ -56,3 +56,96 @@ async fn the_service_syncs_every_shop_on_its_schedule_without_a_cli_call() {
     assert_eq!(count(&fleet.office, "SELECT count(*) FROM sale").await, 11, "nothing counted twice");
     fleet.assert_all_verified();
 }
+
+/// The claims' holders seen so far, and whether `pid`'s service holds a running one (and of which branch).
+async fn claims(fleet: &Fleet, pid: u32) -> (Vec<String>, Option<String>) {
+    let rows = fleet
+        .office
+        .query("SELECT branch, holder, finished_at IS NULL FROM branchsync.service_claim", &[])
+        .await
+        .unwrap();
+    let holders = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let running = rows
+        .iter()
+        .find(|r| r.get::<_, bool>(2) && r.get::<_, String>(1).contains(&format!(":{pid}:")))
+        .map(|r| r.get(0));
+    (holders, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_share_three_branches_and_a_killed_ones_work_is_taken_over() {
+    let fleet = Fleet::new("service-pair", 3, 40, "office-wins").await;
+    fleet.edit_config(|c| format!("{c}\n[schedule]\ninterval_seconds = 2\nclaim_lease_seconds = 4\n"));
+    let listen = |_: u8| {
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    };
+    let (a_listen, b_listen) = (listen(0), listen(1));
+    let mut a = fleet.ctl_spawn(&["serve", "--listen", &a_listen]);
+    let mut b = fleet.ctl_spawn(&["serve", "--listen", &b_listen]);
+    let (a_pid, b_pid) = (a.id(), b.id());
+    for (i, shop) in fleet.shops.iter().enumerate() {
+        testbed::sample::sell(&shop.db, 60 + i as u64, 5, 20, 20, 100).await.unwrap();
+    }
+    // Both services take work: each holds claims of the branches over the first rounds.
+    let mut seen = std::collections::BTreeSet::new();
+    eventually("both services running jobs", async || {
+        seen.extend(claims(&fleet, a_pid).await.0);
+        [a_pid, b_pid].iter().all(|pid| seen.iter().any(|h| h.contains(&format!(":{pid}:"))))
+    })
+    .await;
+    eventually("the first 15 sales at the office", async || {
+        count(&fleet.office, "SELECT count(*) FROM sale").await == 15
+    })
+    .await;
+
+    // Service A is killed in the middle of a job of one of the branches.
+    let mut taken = None;
+    eventually("service A in the middle of a job", async || {
+        taken = claims(&fleet, a_pid).await.1;
+        taken.is_some()
+    })
+    .await;
+    assert!(std::process::Command::new("kill").args(["-KILL", &a_pid.to_string()]).status().unwrap().success());
+    let _ = a.wait();
+    let taken = taken.unwrap();
+    let killed_at = Instant::now();
+    let before = count(&fleet.office, "SELECT count(*) FROM sale").await;
+    let left: i64 = count(&fleet.office, &format!("SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND finished_at IS NULL AND holder LIKE '%:{a_pid}:%'")).await;
+    assert_eq!(left, 1, "the dead service's claim of {taken} is still recorded as running");
+    assert_eq!(before, 15, "nothing half-applied: the office holds exactly the sales it had");
+
+    // More sales everywhere; service B alone takes all three branches, the dead one's included.
+    for (i, shop) in fleet.shops.iter().enumerate() {
+        testbed::sample::sell(&shop.db, 70 + i as u64, 3, 20, 20, 100).await.unwrap();
+    }
+    eventually("B holding the claim of the branch A died syncing", async || {
+        count(
+            &fleet.office,
+            &format!(
+                "SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND holder LIKE '%:{b_pid}:%'"
+            ),
+        )
+        .await
+            == 1
+    })
+    .await;
+    let took_over = killed_at.elapsed();
+    assert!(took_over < Duration::from_secs(30), "taken over within the lease and a slot: {took_over:?}");
+    eventually("all 24 sales at the office", async || count(&fleet.office, "SELECT count(*) FROM sale").await == 24)
+        .await;
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &b_pid.to_string()]).status().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let mut at_shops = 0;
+    for shop in &fleet.shops {
+        at_shops += count(&shop.db, "SELECT count(*) FROM sale").await;
+    }
+    assert_eq!(
+        (at_shops, count(&fleet.office, "SELECT count(*) FROM sale").await),
+        (24, 24),
+        "nothing lost, nothing doubled"
+    );
+    let payments = count(&fleet.office, "SELECT count(*) FROM payment").await;
+    assert_eq!(payments, 24, "one payment per sale");
+    fleet.assert_all_verified();
+}

@@ -44,6 +44,9 @@ pub struct ScheduleConfig {
     pub job_timeout_seconds: u64,
     /// First pause after a failed sync of a branch, doubled per failure up to the interval's ten times.
     pub retry_base_seconds: u64,
+    /// How long a running job's claim stays valid without its service renewing it: a service that died is
+    /// taken over by another after this long.
+    pub claim_lease_seconds: u64,
     /// Per-branch overrides, e.g. `[schedule.branches.shop7]`.
     pub branches: BTreeMap<String, BranchSchedule>,
 }
@@ -57,6 +60,7 @@ impl Default for ScheduleConfig {
             time_zone: "UTC".into(),
             job_timeout_seconds: 1800,
             retry_base_seconds: 30,
+            claim_lease_seconds: 60,
             branches: BTreeMap::new(),
         }
     }
@@ -352,6 +356,7 @@ daily_at = "07:00"                # the daily complete sync (sync --full), wall-
 time_zone = "UTC"                 # IANA name, e.g. "Europe/Paris"
 job_timeout_seconds = 1800
 retry_base_seconds = 30           # pause after a failure, doubled per failure
+claim_lease_seconds = 60          # a job of a service that stopped renewing its claim is taken over after this
 
 # [schedule.branches.shop7]       # a shop on a slow line
 # interval_seconds = 3600

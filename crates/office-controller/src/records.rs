@@ -1,11 +1,30 @@
 //! The office's own records in its database: `branch_synchronization` (Stoq's BranchSynchronization, with the
-//! cursors and the agent's address) and the sync log. Every statement on these two tables lives here.
+//! cursors and the agent's address), the sync log and the services' job claims. Every statement on these tables
+//! lives here.
 
 use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 /// The office's tables' migrations, in order (see `pgsync::migrate`).
-const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3, OFFICE_V4, OFFICE_V5];
+const MIGRATIONS: &[&str] = &[OFFICE_V1, OFFICE_V2, OFFICE_V3, OFFICE_V4, OFFICE_V5, OFFICE_V6, OFFICE_V7];
+
+/// When `serve` last ran each branch's daily verify.
+const OFFICE_V7: &str =
+    "ALTER TABLE branchsync.branch_synchronization ADD COLUMN IF NOT EXISTS last_verify_at timestamptz;";
+
+/// Which `serve` process runs (or last ran) each branch's job: several services share one office database, a
+/// job is claimed here before it starts, renewed while it runs, and a claim left unrenewed (its service died)
+/// is taken over after the lease.
+const OFFICE_V6: &str = "
+CREATE TABLE IF NOT EXISTS branchsync.service_claim (
+    branch text PRIMARY KEY,
+    holder text NOT NULL,
+    job text NOT NULL,
+    claimed_at timestamptz NOT NULL,
+    renewed_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    ok boolean
+);";
 
 /// When `serve` last completed each branch's daily complete sync, so that one missed during downtime runs
 /// once after it.
@@ -95,12 +114,15 @@ pub struct Branch {
     pub history_from: Option<i64>,
     /// When `serve` last completed the branch's daily complete sync (RFC 3339, UTC).
     pub last_daily_at: Option<String>,
+    /// When `serve` last ran the branch's daily verify (RFC 3339, UTC).
+    pub last_verify_at: Option<String>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
      to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole, history_from, \
-     to_char(last_daily_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+     to_char(last_daily_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     to_char(last_verify_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -120,6 +142,7 @@ fn branch(r: &Row) -> Branch {
         pending_whole: r.get(13),
         history_from: r.get(14),
         last_daily_at: r.get(15),
+        last_verify_at: r.get(16),
     }
 }
 
@@ -340,6 +363,15 @@ pub async fn set_last_daily(client: &impl GenericClient, branch: &str) -> Result
     Ok(())
 }
 
+/// Records that the branch's daily verify has run (`serve`).
+pub async fn set_last_verify(client: &impl GenericClient, branch: &str) -> Result<()> {
+    client
+        .execute("UPDATE branchsync.branch_synchronization SET last_verify_at = now() WHERE branch = $1", &[&branch])
+        .await
+        .context("cannot record the daily verify")?;
+    Ok(())
+}
+
 /// Records a completed `branch init`: the office cursor of the full load, no pull cursor yet, and the identity
 /// of the shop database it loaded.
 pub async fn mark_initialised(
@@ -428,6 +460,93 @@ pub async fn read_log(client: &impl GenericClient, branch: Option<&str>, limit: 
             bytes: r.get(5),
             result: r.get(6),
             message: r.get(7),
+        })
+        .collect())
+}
+
+/// A job's claim, as `serve` records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Claim {
+    /// The branch.
+    pub branch: String,
+    /// The service process (`host:pid:nonce`).
+    pub holder: String,
+    /// `incremental`, `daily` or `verify`.
+    pub job: String,
+    /// When it was claimed (RFC 3339, UTC).
+    pub claimed_at: String,
+    /// When it ended; `None` while it runs.
+    pub finished_at: Option<String>,
+    /// Whether it succeeded, once ended.
+    pub ok: Option<bool>,
+}
+
+/// Claims the branch's next job for `holder`: true unless another service holds a claim on it that it renewed
+/// within `lease_seconds`.
+pub async fn claim(
+    client: &impl GenericClient,
+    branch: &str,
+    holder: &str,
+    job: &str,
+    lease_seconds: f64,
+) -> Result<bool> {
+    let claimed = client
+        .execute(
+            "INSERT INTO branchsync.service_claim AS c (branch, holder, job, claimed_at, renewed_at) \
+             VALUES ($1, $2, $3, now(), now()) \
+             ON CONFLICT (branch) DO UPDATE SET holder = excluded.holder, job = excluded.job, claimed_at = now(), \
+                 renewed_at = now(), finished_at = NULL, ok = NULL \
+             WHERE c.finished_at IS NOT NULL OR c.holder = $2 OR c.renewed_at < now() - make_interval(secs => $4)",
+            &[&branch, &holder, &job, &lease_seconds],
+        )
+        .await
+        .context("cannot claim the branch's job")?;
+    Ok(claimed == 1)
+}
+
+/// Renews every running claim of `holder`.
+pub async fn renew_claims(client: &impl GenericClient, holder: &str) -> Result<u64> {
+    client
+        .execute(
+            "UPDATE branchsync.service_claim SET renewed_at = now() WHERE holder = $1 AND finished_at IS NULL",
+            &[&holder],
+        )
+        .await
+        .context("cannot renew the service's claims")
+}
+
+/// Ends `holder`'s claim of the branch's job with its result; nothing when another service took it over.
+pub async fn release(client: &impl GenericClient, branch: &str, holder: &str, ok: bool) -> Result<()> {
+    client
+        .execute(
+            "UPDATE branchsync.service_claim SET finished_at = now(), ok = $3 WHERE branch = $1 AND holder = $2",
+            &[&branch, &holder, &ok],
+        )
+        .await
+        .context("cannot end the job's claim")?;
+    Ok(())
+}
+
+/// Every branch's current or last claim.
+pub async fn claims(client: &impl GenericClient) -> Result<Vec<Claim>> {
+    let rows = client
+        .query(
+            "SELECT branch, holder, job, to_char(claimed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ok \
+             FROM branchsync.service_claim ORDER BY branch",
+            &[],
+        )
+        .await
+        .context("cannot read the services' claims")?;
+    Ok(rows
+        .iter()
+        .map(|r| Claim {
+            branch: r.get(0),
+            holder: r.get(1),
+            job: r.get(2),
+            claimed_at: r.get(3),
+            finished_at: r.get(4),
+            ok: r.get(5),
         })
         .collect())
 }

@@ -26,15 +26,21 @@ pub struct Schedule {
     pub job_timeout: Duration,
     /// First pause after a failure.
     pub retry_base: Duration,
+    /// How long a job's claim lasts unrenewed.
+    pub claim_lease: Duration,
     config: ScheduleConfig,
 }
 
 impl Schedule {
     /// Checks `config`: intervals above zero, `HH:MM` times, a known time zone.
     pub fn from_config(config: &ScheduleConfig) -> Result<Schedule> {
-        if config.interval_seconds == 0 || config.job_timeout_seconds == 0 || config.retry_base_seconds == 0 {
+        if config.interval_seconds == 0
+            || config.job_timeout_seconds == 0
+            || config.retry_base_seconds == 0
+            || config.claim_lease_seconds < 2
+        {
             bail!(
-                "invalid [schedule]: interval_seconds, job_timeout_seconds and retry_base_seconds must be greater than zero"
+                "invalid [schedule]: interval_seconds, job_timeout_seconds and retry_base_seconds must be greater than zero, claim_lease_seconds at least 2"
             );
         }
         if let Some((name, _)) = config.branches.iter().find(|(_, b)| b.interval_seconds == Some(0)) {
@@ -57,6 +63,7 @@ impl Schedule {
             })?,
             job_timeout: Duration::from_secs(config.job_timeout_seconds),
             retry_base: Duration::from_secs(config.retry_base_seconds),
+            claim_lease: Duration::from_secs(config.claim_lease_seconds),
             config: config.clone(),
         })
     }

@@ -1,0 +1,166 @@
+//! One job of one branch, wherever it was asked for (the scheduler, the API): claimed in the office database
+//! first, so that several `serve` processes sharing the office never run one branch's job twice, run within
+//! the job timeout, then released with its result. The sync itself is the CLI's `sync::sync_branch` (which also
+//! takes the branch's advisory lock), the verify the CLI's `verify`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use jiff::Timestamp;
+use tracing::Instrument;
+
+use super::Service;
+use crate::records::{self, Branch, LogEntry};
+use crate::sync::{self, Progress, SyncOptions};
+
+/// What a job of one branch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// The recurring pull and push (each may be switched off per branch).
+    Incremental,
+    /// The daily complete sync (`sync --full`).
+    Daily,
+    /// `verify`, daily or asked for.
+    Verify,
+}
+
+impl Job {
+    /// The name recorded in the claim.
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Incremental => "incremental",
+            Job::Daily => "daily",
+            Job::Verify => "verify",
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// It ran: whether it succeeded, and its report (the `--json` output of the same CLI command).
+    Ran {
+        /// Whether it succeeded.
+        ok: bool,
+        /// The report.
+        report: serde_json::Value,
+    },
+    /// Another service holds the branch's claim, or the job was no longer due when it was claimed.
+    NotRun,
+}
+
+/// Runs `job` of `branch` once, claimed for this service. `scheduled` jobs check again, once claimed, that the
+/// daily job is still due, since another service may have run it a moment ago.
+pub async fn run(
+    service: &Service,
+    branch: &Branch,
+    job: Job,
+    options: SyncOptions,
+    scheduled: bool,
+) -> Result<Outcome> {
+    let span = tracing::info_span!("job", branch = %branch.name, kind = job.name());
+    async {
+        let (config, schedule) = service.current();
+        let _permit = service.bound.acquire().await?;
+        let office = sync::office(&config).await?;
+        let lease = schedule.claim_lease.as_secs_f64();
+        if !records::claim(&office, &branch.name, &service.holder, job.name(), lease).await? {
+            tracing::debug!("claimed by another service");
+            return Ok(Outcome::NotRun);
+        }
+        let branch = records::find(&office, &branch.name).await?;
+        if scheduled && !super::scheduler::still_due(&schedule, &branch, job, service.started) {
+            records::release(&office, &branch.name, &service.holder, true).await?;
+            return Ok(Outcome::NotRun);
+        }
+        let outcome = tokio::time::timeout(schedule.job_timeout, work(&config, &office, &branch, job, options)).await;
+        let (ok, report) = match outcome {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "job failed");
+                (false, serde_json::json!({"branch": branch.name, "error": format!("{e:#}")}))
+            }
+            Err(_) => {
+                let message = format!(
+                    "the job ran longer than {} s ([schedule] job_timeout_seconds); what was applied stays",
+                    schedule.job_timeout.as_secs()
+                );
+                tracing::warn!("{message}");
+                (false, serde_json::json!({"branch": branch.name, "error": message}))
+            }
+        };
+        records::release(&office, &branch.name, &service.holder, ok).await?;
+        Ok(Outcome::Ran { ok, report })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn work(
+    config: &crate::config::Config,
+    office: &tokio_postgres::Client,
+    branch: &Branch,
+    job: Job,
+    options: SyncOptions,
+) -> Result<(bool, serde_json::Value)> {
+    match job {
+        Job::Incremental | Job::Daily => {
+            let policy = config.policy(&branch.policy, office).await?;
+            let options = SyncOptions { full: options.full || job == Job::Daily, ..options };
+            let report = sync::sync_branch(config, branch, &policy, options, &Progress::quiet()).await;
+            if let Some(e) = &report.error {
+                tracing::warn!(error = %e, "sync failed");
+            } else {
+                tracing::info!(
+                    pulled = report.rows("pull"),
+                    pushed = report.rows("push"),
+                    seconds = report.seconds,
+                    "synced"
+                );
+            }
+            if report.ok && job == Job::Daily {
+                records::set_last_daily(office, &branch.name).await?;
+            }
+            Ok((report.ok, serde_json::to_value(&report)?))
+        }
+        Job::Verify => {
+            let out = crate::commands::verify::run(config, &branch.name).await?;
+            let drift = out.json["drift"].as_i64().unwrap_or(0);
+            let message =
+                if out.ok { "in sync".to_string() } else { format!("{drift} table(s) drifted: {}", out.text) };
+            let result = if out.ok { "ok" } else { "drift" };
+            let entry = LogEntry {
+                branch: &branch.name,
+                table: "*",
+                direction: "verify",
+                rows: 0,
+                bytes: None,
+                result,
+                message: &message,
+            };
+            records::log(office, entry).await?;
+            records::set_last_verify(office, &branch.name).await?;
+            Ok((out.ok, out.json))
+        }
+    }
+}
+
+/// Renews this service's running claims every quarter lease, for as long as the service runs jobs (it is
+/// aborted once the last has ended), so that only a service that died (or lost the office database for a whole
+/// lease) has its jobs taken over.
+pub async fn renew(service: &Service) {
+    let mut office = None;
+    loop {
+        let (config, schedule) = service.current();
+        tokio::time::sleep((schedule.claim_lease / 4).max(Duration::from_millis(500))).await;
+        if office.is_none() {
+            office = sync::office(&config).await.ok();
+        }
+        if let Some(client) = &office
+            && let Err(e) = records::renew_claims(client, &service.holder).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), at = %Timestamp::now(), "cannot renew the claims; reconnecting");
+            office = None;
+        }
+    }
+}
