@@ -29,7 +29,7 @@ pub const PASSWORD: &str = "e2e-agent-password";
 
 fn password_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| shop_agent::auth::hash_password(PASSWORD).unwrap())
+    HASH.get_or_init(|| service::auth::hash_password(PASSWORD).unwrap())
 }
 
 /// A shop: its cluster, database, and agent process.

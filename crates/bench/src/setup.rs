@@ -119,7 +119,7 @@ impl Env {
         std::fs::create_dir_all(&dir)?;
         let password = "bench-password".to_string();
         std::fs::write(dir.join("password"), &password)?;
-        let hash = shop_agent::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let hash = service::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Env { office, shops, dir, password, hash })
     }
 

@@ -109,8 +109,8 @@ pub async fn run(args: DemoArgs) -> Result<Output> {
     let password = format!("demo-{}-{}", std::process::id(), args.seed);
     let password_file = dir.0.join("agent-password");
     std::fs::write(&password_file, &password)?;
-    let hash = shop_agent::auth::hash_password(&password)
-        .map_err(|e| anyhow::anyhow!("cannot hash the demo password: {e}"))?;
+    let hash =
+        service::auth::hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash the demo password: {e}"))?;
 
     let (_office_cluster, office_url, office) = cluster("office").await?;
     let mut shops = vec![start_shop("shop1", &hash).await?, start_shop("shop2", &hash).await?];

@@ -22,6 +22,9 @@ struct Cli {
     /// Log more (repeat for more still).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log line format: `text` (coloured only on a terminal) or `json` (one object per line).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: service::process::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,12 +90,13 @@ enum BranchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
+    // The service logs its jobs by default; a command only its warnings.
+    let level = match (cli.verbose, matches!(cli.command, Command::Serve { .. })) {
+        (0, false) => tracing::Level::WARN,
+        (0, true) | (1, _) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).init();
+    service::process::init_logging(cli.log_format, level);
     let json = cli.json;
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,7 +139,7 @@ async fn run(cli: Cli) -> Result<Output> {
             let listener =
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(listen = %listener.local_addr()?, "office service listening");
-            office_controller::serve::run(config, listener, shutdown_signal()).await?;
+            office_controller::serve::run(config, listener, service::process::shutdown_signal()).await?;
             Ok(Output::ok("office service stopped\n".into(), serde_json::Value::Null))
         }
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
@@ -157,18 +161,4 @@ async fn run(cli: Cli) -> Result<Output> {
         Command::Log(args) => commands::log::run(&config()?, args).await,
         Command::Conflicts(args) => commands::conflicts::run(&config()?, args).await,
     }
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: letting running syncs finish");
 }

@@ -10,7 +10,6 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_postgres::Client;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::diffs;
 use crate::error::AgentError;
@@ -22,8 +21,6 @@ use crate::stream;
 pub struct Agent {
     /// The configuration the agent was started with.
     pub config: Config,
-    /// Basic-auth users and the cache of verified credentials.
-    pub auth: Authenticator,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// When the agent started.
@@ -104,7 +101,6 @@ impl Agent {
     /// The agent's shared state for a configuration.
     pub fn new(config: Config) -> Agent {
         Agent {
-            auth: Authenticator::new(&config.users),
             metrics: Metrics::default(),
             started: Instant::now(),
             requests: Semaphore::new(config.limits.concurrent_requests),

@@ -208,7 +208,7 @@ impl Config {
     /// Checks what serde cannot: password hashes parse, TLS files come in pairs, limits are positive.
     pub fn check(&self) -> Result<(), ConfigError> {
         for user in &self.users {
-            argon2::PasswordHash::new(&user.password_hash).map_err(|e| {
+            service::auth::check_hash(&user.password_hash).map_err(|e| {
                 ConfigError::Invalid(format!("user {}: password_hash is not an argon2 PHC string ({e}), make one with `shop-agent hash-password`", user.name))
             })?;
         }

@@ -1,47 +1,50 @@
 //! The HTTP surface: `POST /RPC2` behind basic auth and a body limit, `GET /healthz` without auth, and
 //! `GET /metrics` for office and monitor users. Credentials are checked from the headers before any of the body
-//! is read; argon2 runs off the async workers, a bounded number at once, and repeated failures are refused
-//! with 429 for a while (`throttle.rs`) without costing a hash.
+//! is read by the shared login gate (`service::gate`: argon2 off the async workers, a bounded number at once,
+//! repeated failures refused with 429 for a while).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use service::auth::{Authenticator, Caller};
+use service::gate::{Gate, GateSettings, Refusal};
+use service::throttle::Settings;
+
 use crate::agent::Agent;
-use crate::auth::{Caller, Credentials};
 use crate::config::Role;
 use crate::error::AgentError;
 use crate::rpc;
-use crate::throttle::{Settings, Throttle};
 
 /// What the handlers share: the agent, and the gate in front of it.
 struct Http {
     agent: Arc<Agent>,
-    throttle: Throttle,
-    /// Permits for argon2 verifications in flight.
-    verifying: Arc<Semaphore>,
+    gate: Gate<Role>,
 }
 
 pub(crate) fn router(agent: Arc<Agent>) -> Router {
     let l = &agent.config.limits;
-    let throttle = Throttle::new(Settings {
-        per_address: l.auth_failures_per_address,
-        per_user: l.auth_failures_per_user,
-        window: Duration::from_secs(l.auth_failure_window_seconds),
-        lockout: Duration::from_secs(l.auth_lockout_seconds),
-    });
-    let verifying = Arc::new(Semaphore::new(l.auth_concurrency));
-    let http = Arc::new(Http { agent, throttle, verifying });
+    let settings = GateSettings {
+        concurrency: l.auth_concurrency,
+        throttle: Settings {
+            per_address: l.auth_failures_per_address,
+            per_user: l.auth_failures_per_user,
+            window: Duration::from_secs(l.auth_failure_window_seconds),
+            lockout: Duration::from_secs(l.auth_lockout_seconds),
+        },
+    };
+    let users = agent.config.users.iter().map(|u| (u.name.clone(), u.password_hash.clone(), u.role));
+    let gate = Gate::new(Authenticator::new(users), settings);
+    let http = Arc::new(Http { agent, gate });
     Router::new()
         .route("/RPC2", post(rpc_endpoint))
         .route("/healthz", get(healthz))
@@ -49,108 +52,21 @@ pub(crate) fn router(agent: Arc<Agent>) -> Router {
         .with_state(http)
 }
 
-fn unauthorized() -> Response {
-    let mut response = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"branchsync\", charset=\"UTF-8\""));
-    response
-}
-
-fn too_many(wait: Duration) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, "too many failed logins, retry later\n").into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
-}
-
 fn too_large(limit: usize) -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {limit} bytes\n")).into_response()
 }
 
-/// Why a login was refused.
-enum Refusal {
-    /// Missing or wrong credentials: 401.
-    Denied,
-    /// Too many failures: 429, retry after this long.
-    Throttled(Duration),
-}
-
-impl Refusal {
-    fn respond(self, agent: &Agent) -> Response {
-        match self {
-            Refusal::Denied => {
-                agent.metrics.request("unauthenticated", "denied");
-                unauthorized()
-            }
-            Refusal::Throttled(wait) => {
-                agent.metrics.request("unauthenticated", "throttled");
-                too_many(wait)
-            }
-        }
-    }
-}
-
 impl Http {
-    /// The caller, or why it is refused. Looks at the headers only.
-    async fn authenticate(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Caller, Refusal> {
-        let refused = |wait| Err(Refusal::Throttled(wait));
-        let denied = || Err(Refusal::Denied);
-        if let Err(wait) = self.throttle.admit_address(peer, Instant::now()) {
-            return refused(wait);
-        }
-        let header = headers.get(header::AUTHORIZATION);
-        let Some(credentials) = Credentials::from_header(header.and_then(|v| v.to_str().ok())) else {
-            // A request without credentials is how a client asks for the challenge; a garbled header is a guess.
-            if header.is_some() {
-                self.throttle.failed(peer, None, Instant::now());
-            }
-            return denied();
-        };
-        // A login verified before costs a hash lookup, never a place in the verification queue.
-        if let Some(caller) = self.agent.auth.cached(&credentials) {
-            self.throttle.succeeded(peer);
-            return Ok(caller);
-        }
-        if !self.agent.auth.knows(credentials.name()) {
-            self.throttle.failed(peer, None, Instant::now());
-            return denied();
-        }
-        let user = credentials.name().to_string();
-        if let Err(wait) = self.throttle.admit_unverified(peer, &user, Instant::now()) {
-            self.throttle.failed(peer, Some(&user), Instant::now());
-            return refused(wait);
-        }
-        let Ok(permit) = self.verifying.clone().acquire_owned().await else {
-            return denied();
-        };
-        // While it waited, this address's other guesses may have locked it out: no hash for it then.
-        let now = Instant::now();
-        if let Err(wait) = self.throttle.admit_address(peer, now).and(self.throttle.admit_unverified(peer, &user, now))
-        {
-            return refused(wait);
-        }
-        let agent = self.agent.clone();
-        // The permit moves into the blocking task, so a client that hangs up does not free a slot before its
-        // hash is done: the number of hashes in flight stays bounded.
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            agent.auth.verify(&credentials)
+    /// The caller, or the refusal's answer (counted in the agent's metrics).
+    async fn authenticate(&self, peer: IpAddr, headers: &HeaderMap) -> Result<Caller<Role>, Response> {
+        self.gate.authenticate(peer, headers).await.map_err(|refusal| {
+            let result = match refusal {
+                Refusal::Denied => "denied",
+                Refusal::Throttled(_) => "throttled",
+            };
+            self.agent.metrics.request("unauthenticated", result);
+            refusal.response()
         })
-        .await
-        .ok()
-        .flatten();
-        match verified {
-            Some(caller) => {
-                self.throttle.succeeded(peer);
-                Ok(caller)
-            }
-            None => {
-                tracing::info!(%peer, user, "login failed");
-                self.throttle.failed(peer, Some(&user), Instant::now());
-                denied()
-            }
-        }
     }
 }
 
@@ -186,7 +102,7 @@ async fn rpc_endpoint(
 ) -> Response {
     let caller = match http.authenticate(peer.ip(), &headers).await {
         Ok(caller) => caller,
-        Err(refusal) => return refusal.respond(&http.agent),
+        Err(refusal) => return refusal,
     };
     let agent = &http.agent;
     let limit = agent.config.limits.request_body_bytes;
@@ -261,7 +177,7 @@ async fn metrics(
 ) -> Response {
     let caller = match http.authenticate(peer.ip(), &headers).await {
         Ok(caller) => caller,
-        Err(refusal) => return refusal.respond(&http.agent),
+        Err(refusal) => return refusal,
     };
     let agent = &http.agent;
     debug_assert!(matches!(caller.role, Role::Office | Role::Monitor));

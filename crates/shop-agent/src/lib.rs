@@ -3,7 +3,6 @@
 //! and the tests start exactly this function.
 
 pub mod agent;
-pub mod auth;
 pub mod config;
 mod diffs;
 pub mod error;
@@ -13,12 +12,9 @@ pub mod methods;
 pub mod metrics;
 pub mod migrations;
 pub mod rpc;
-mod serve;
 pub mod sessions;
 pub mod store;
 pub mod stream;
-pub mod throttle;
-mod tls;
 mod upload;
 
 use std::future::Future;
@@ -42,12 +38,20 @@ pub async fn run(
         tracing::warn!(error = %e, "shop database not reachable at start, will retry on each request");
     }
     let tls = match (&agent.config.tls_cert, &agent.config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(service::tls::acceptor(cert, key)?),
         _ => None,
     };
     let router = http::router(agent.clone());
     tracing::info!(address = %listener.local_addr()?, tls = tls.is_some(), "shop agent listening");
-    serve::serve(listener, tls, router, &agent.config.limits, shutdown).await;
+    let l = &agent.config.limits;
+    let limits = service::listener::ConnectionLimits {
+        header_read: Duration::from_secs(l.header_read_seconds),
+        idle: Duration::from_secs(l.idle_seconds),
+        max_connections: l.max_connections,
+    };
+    service::process::notify_ready();
+    service::process::spawn_watchdog();
+    service::listener::serve(listener, tls, router, limits, shutdown).await;
     // Unfinished streamed uploads and open diff loops end with the agent, as they would with its process; their
     // tasks roll back and stop, and the agent waits for them (and for background purges) a little while.
     agent.streams.abandon_all();

@@ -70,17 +70,16 @@ fn real_main() -> Result<()> {
             );
             println!(
                 "{}",
-                shop_agent::auth::hash_password(password)
-                    .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
+                service::auth::hash_password(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
             );
             Ok(())
         }
         Command::Serve { config, log_format } => {
-            let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(tracing::Level::INFO);
-            match log_format {
-                LogFormat::Text => builder.init(),
-                LogFormat::Json => builder.json().init(),
-            }
+            let format = match log_format {
+                LogFormat::Text => service::process::LogFormat::Text,
+                LogFormat::Json => service::process::LogFormat::Json,
+            };
+            service::process::init_logging(format, tracing::Level::INFO);
             let config = shop_agent::Config::load(&config)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -90,22 +89,10 @@ fn real_main() -> Result<()> {
                 let listener = tokio::net::TcpListener::bind(&config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
-                shop_agent::run(config, listener, shutdown_signal()).await.context("the server stopped with an error")
+                shop_agent::run(config, listener, service::process::shutdown_signal())
+                    .await
+                    .context("the server stopped with an error")
             })
         }
     }
-}
-
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -7,9 +7,9 @@ use protocol::methods;
 use protocol::wire::{Answer, Call, Params, Value};
 
 use crate::agent::Agent;
-use crate::auth::Caller;
 use crate::config::Role;
 use crate::error::AgentError;
+use service::auth::Caller;
 
 /// Reads a method call. dxr's own parse error carries the whole body; it is replaced by a short one here.
 pub fn parse(body: &[u8]) -> Result<MethodCall<'static>, AgentError> {
@@ -19,7 +19,7 @@ pub fn parse(body: &[u8]) -> Result<MethodCall<'static>, AgentError> {
 }
 
 /// Checks the role, reads the typed request, runs the method's one file and writes its typed answer.
-pub async fn dispatch(agent: &Agent, caller: &Caller, call: MethodCall<'_>) -> Result<Value, AgentError> {
+pub async fn dispatch(agent: &Agent, caller: &Caller<Role>, call: MethodCall<'_>) -> Result<Value, AgentError> {
     let name = call.name.as_ref();
     if !methods::ALL.contains(&name) {
         return Err(AgentError::UnknownMethod(truncate_name(name)));

@@ -20,8 +20,8 @@ fn hashes() -> &'static (String, String) {
     static HASHES: OnceLock<(String, String)> = OnceLock::new();
     HASHES.get_or_init(|| {
         (
-            shop_agent::auth::hash_password(OFFICE_PASSWORD).unwrap(),
-            shop_agent::auth::hash_password(MONITOR_PASSWORD).unwrap(),
+            service::auth::hash_password(OFFICE_PASSWORD).unwrap(),
+            service::auth::hash_password(MONITOR_PASSWORD).unwrap(),
         )
     })
 }

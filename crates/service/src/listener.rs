@@ -25,8 +25,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
-use crate::config::Limits;
 use crate::tls::HANDSHAKE_DEADLINE;
+
+/// The accept loop's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest wait for a request's head.
+    pub header_read: Duration,
+    /// A connection on which nothing moves this long while none of its requests is worked on is closed.
+    pub idle: Duration,
+    /// Connections open at once; beyond it a new one is closed at once.
+    pub max_connections: usize,
+}
 
 /// How the connections are served.
 #[derive(Clone)]
@@ -39,17 +49,16 @@ struct Serving {
 
 /// Accepts on `listener` (TLS when `tls` is set) until `shutdown` completes, then waits for the open
 /// connections to finish what they are doing.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
-    limits: &Limits,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(limits.header_read_seconds)).keep_alive(true);
-    let serving =
-        Serving { router, http, idle: Duration::from_secs(limits.idle_seconds), stop: CancellationToken::new() };
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read).keep_alive(true);
+    let serving = Serving { router, http, idle: limits.idle, stop: CancellationToken::new() };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -100,7 +109,7 @@ async fn connection(
     }
 }
 
-/// Serves HTTP/1 on one connection until it closes, goes idle, or the agent shuts down.
+/// Serves HTTP/1 on one connection until it closes, goes idle, or the service shuts down.
 async fn http<I>(io: I, peer: SocketAddr, serving: Serving)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -111,7 +120,7 @@ where
     let working = activity.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        // From the request's head until its answer is ready (body read included) the agent is working on it:
+        // From the request's head until its answer is ready (body read included) the service is working on it:
         // no idle deadline then, each stage has its own (request_seconds, the body's idle_seconds per frame).
         let busy = Busy::new(working.clone());
         let answer = router.clone().call(request);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// Most addresses remembered at once; beyond it expired records are dropped, then the oldest unlocked one.
 pub const MAX_ADDRESSES: usize = 4096;
 
-/// The thresholds, from the agent's limits.
+/// The thresholds, from the service's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Failures from one address within the window that lock it out.
@@ -147,7 +147,7 @@ impl Throttle {
             );
         } else {
             // Every remembered address is locked out: this one goes uncounted, and the bound on argon2
-            // verifications in flight is what protects the agent.
+            // verifications in flight is what protects the service.
             tracing::warn!("too many addresses failing logins at once, not counting a new one");
         }
         if let Some(user) = user {

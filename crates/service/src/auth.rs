@@ -7,32 +7,30 @@ use std::sync::Mutex;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Role, User};
-
 /// Most distinct successful credentials remembered; beyond it the cache starts again, bounded memory.
 const CACHE_LIMIT: usize = 1024;
 
-/// The users and the cache of verified credentials.
+/// The users (each with its role, of the process's own role type) and the cache of verified credentials.
 #[derive(Debug)]
-pub struct Authenticator {
-    users: HashMap<String, (String, Role)>,
+pub struct Authenticator<R> {
+    users: HashMap<String, (String, R)>,
     verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 /// Who is calling.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub struct Caller<R> {
     /// The user name.
     pub name: String,
     /// The user's role.
-    pub role: Role,
+    pub role: R,
 }
 
-impl Authenticator {
-    /// From the configured users.
-    pub fn new(users: &[User]) -> Self {
+impl<R: Copy> Authenticator<R> {
+    /// From the configured users: name, argon2 PHC string, role.
+    pub fn new(users: impl IntoIterator<Item = (String, String, R)>) -> Self {
         Authenticator {
-            users: users.iter().map(|u| (u.name.clone(), (u.password_hash.clone(), u.role))).collect(),
+            users: users.into_iter().map(|(name, hash, role)| (name, (hash, role))).collect(),
             verified: Mutex::new(HashSet::new()),
         }
     }
@@ -44,7 +42,7 @@ impl Authenticator {
 
     /// The caller when these exact credentials were verified before; no argon2, cheap enough for the async
     /// workers. `None` says nothing about whether they are wrong.
-    pub fn cached(&self, credentials: &Credentials) -> Option<Caller> {
+    pub fn cached(&self, credentials: &Credentials) -> Option<Caller<R>> {
         let (hash, role) = self.users.get(&credentials.name)?;
         let key = cache_key(credentials, hash);
         self.verified
@@ -56,7 +54,7 @@ impl Authenticator {
     /// Verifies the credentials against the argon2 hash and remembers a success. This costs tens of
     /// milliseconds of CPU: run it off the async workers (`spawn_blocking`), behind a bound on how many run at
     /// once.
-    pub fn verify(&self, credentials: &Credentials) -> Option<Caller> {
+    pub fn verify(&self, credentials: &Credentials) -> Option<Caller<R>> {
         if let Some(caller) = self.cached(credentials) {
             return Some(caller);
         }
@@ -74,7 +72,7 @@ impl Authenticator {
 
     /// Checks an `Authorization` header value at once (argon2 included, on the calling thread); `None` when
     /// missing, malformed or wrong.
-    pub fn check(&self, header: Option<&str>) -> Option<Caller> {
+    pub fn check(&self, header: Option<&str>) -> Option<Caller<R>> {
         self.verify(&Credentials::from_header(header)?)
     }
 }
@@ -117,6 +115,11 @@ fn cache_key(credentials: &Credentials, hash: &str) -> [u8; 32] {
         .chain_update(hash)
         .finalize()
         .into()
+}
+
+/// Checks that `hash` is a PHC string argon2 can verify against; the error says what is wrong with it.
+pub fn check_hash(hash: &str) -> Result<(), argon2::password_hash::Error> {
+    PasswordHash::new(hash).map(|_| ())
 }
 
 /// Hashes a password into an argon2id PHC string with a random salt.
@@ -162,10 +165,15 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Role {
+        Office,
+    }
+
     #[test]
     fn checks_and_caches_credentials() {
         let hash = hash_password("s3cret").unwrap();
-        let auth = Authenticator::new(&[User { name: "office".into(), password_hash: hash, role: Role::Office }]);
+        let auth = Authenticator::new([("office".to_string(), hash, Role::Office)]);
         // "office:s3cret"
         let good = "Basic b2ZmaWNlOnMzY3JldA==";
         let credentials = Credentials::from_header(Some(good)).unwrap();

@@ -1,6 +1,6 @@
-//! HTTPS for the agent: the rustls acceptor built from the configured PEM files. The accept loop (`serve.rs`)
-//! completes each handshake in its connection's own task, within [`HANDSHAKE_DEADLINE`], so a slow or hostile
-//! client never holds up the others.
+//! HTTPS for both services: the rustls acceptor built from the configured PEM files. The accept loop
+//! (`listener.rs`) completes each handshake in its connection's own task, within [`HANDSHAKE_DEADLINE`], so a
+//! slow or hostile client never holds up the others.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 /// Handshakes slower than this are dropped.
-pub(crate) const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(15);
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Reads a PEM certificate chain and private key into a TLS acceptor.
 pub fn acceptor(cert: &Path, key: &Path) -> std::io::Result<TlsAcceptor> {
