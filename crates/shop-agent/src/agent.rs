@@ -34,7 +34,7 @@ pub struct Agent {
     /// Background work (diff exports, streamed uploads, purges): shutdown waits for it.
     pub tasks: TaskTracker,
     /// The last fault returned, with its method, for `status`.
-    pub last_error: StdMutex<Option<String>>,
+    pub last_error: StdMutex<Option<(String, i64)>>,
     /// Serialises the one-time installation of the sync schema.
     installed: Mutex<bool>,
     /// Idle database connections, reused so that a call does not pay a connection set-up (shared with

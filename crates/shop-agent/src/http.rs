@@ -146,10 +146,18 @@ async fn rpc_endpoint(
         Err(e) => {
             tracing::warn!(code = e.fault_code().code(), error = %e, "call refused");
             if let Ok(mut last) = agent.last_error.lock() {
-                *last = Some(format!("{method}: {}", e.fault_string()));
+                *last = Some((format!("{method}: {}", e.fault_string()), crate::metrics::unix_now()));
             }
         }
-        Ok(_) => tracing::info!("call served"),
+        Ok(_) => {
+            tracing::info!("call served");
+            // A later success of the sync's own calls clears the fault; monitoring's status polls do not.
+            if method != protocol::methods::STATUS
+                && let Ok(mut last) = agent.last_error.lock()
+            {
+                *last = None;
+            }
+        }
     });
     let body = rpc::respond(result);
     agent.metrics.request(&method, outcome);

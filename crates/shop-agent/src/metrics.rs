@@ -33,9 +33,7 @@ impl Metrics {
 
     /// Records a successful exchange (an applied upload or a completed diff) now.
     pub fn exchanged(&self) {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        self.last_exchange_unix.store(now, Ordering::Relaxed);
+        self.last_exchange_unix.store(unix_now(), Ordering::Relaxed);
     }
 
     /// Unix time of the last successful exchange, 0 when none.
@@ -93,4 +91,9 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -18,6 +18,7 @@ pub fn configured_status(branch: &str, policy: Policy, id_range: i64) -> AgentSt
         uptime_seconds: 1,
         last_exchange_unix: 0,
         last_error: String::new(),
+        last_error_unix: 0,
         database: Ok(ShopState {
             assignment: Some(Assignment { branch: branch.into(), policy, id_range }),
             ..ShopState::default()

@@ -21,8 +21,11 @@ pub struct AgentStatus {
     pub uptime_seconds: i64,
     /// Unix time of the last completed exchange, 0 for none.
     pub last_exchange_unix: i64,
-    /// The last fault it returned, with its method; empty for none.
+    /// The last fault it returned, with its method; empty for none, and cleared by a later successful call
+    /// (other than `status`).
     pub last_error: String,
+    /// Unix time of that fault, 0 for none.
+    pub last_error_unix: i64,
     /// What the shop database says, or why it could not be asked.
     pub database: Result<ShopState, String>,
 }
@@ -115,6 +118,7 @@ impl Answer for AgentStatus {
             ("uptime_seconds", Value::Long(self.uptime_seconds)),
             ("last_exchange_unix", Value::Long(self.last_exchange_unix)),
             ("last_error", Value::String(self.last_error)),
+            ("last_error_unix", Value::Long(self.last_error_unix)),
         ];
         match self.database {
             Ok(s) => {
@@ -155,6 +159,8 @@ impl Answer for AgentStatus {
         let (version, protocol) = (m.string("version")?, m.int("protocol")?);
         let (uptime_seconds, last_exchange_unix) = (m.int("uptime_seconds")?, m.int("last_exchange_unix")?);
         let last_error = m.string("last_error")?;
+        // Agents before the time was sent: no time.
+        let last_error_unix = if m.has("last_error_unix") { m.int("last_error_unix")? } else { 0 };
         let database = if m.boolean("database_ok")? {
             let branch = m.string("branch")?;
             let assignment = match m.take("policy") {
@@ -190,7 +196,7 @@ impl Answer for AgentStatus {
         } else {
             Err(m.string("database_error")?)
         };
-        Ok(AgentStatus { version, protocol, uptime_seconds, last_exchange_unix, last_error, database })
+        Ok(AgentStatus { version, protocol, uptime_seconds, last_exchange_unix, last_error, last_error_unix, database })
     }
 }
 
@@ -208,6 +214,7 @@ mod tests {
             uptime_seconds: 5,
             last_exchange_unix: 0,
             last_error: String::new(),
+            last_error_unix: 0,
             database: Ok(ShopState {
                 assignment: Some(Assignment {
                     branch: "shop1".into(),

@@ -22,12 +22,14 @@ pub async fn gauges(agent: &Agent) -> Result<(i64, i64), AgentError> {
 
 /// Handles `status()`.
 pub async fn call(agent: &Agent, _: Status) -> Result<AgentStatus, AgentError> {
-    let mut last_error = agent.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+    let (mut last_error, mut last_error_unix) =
+        agent.last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
     let database = match shop_state(agent).await {
         Ok((state, problem)) => {
             // A damaged policy record is not a database that is down: say what is wrong instead.
             if let Some(problem) = problem {
                 last_error = problem;
+                last_error_unix = crate::metrics::unix_now();
             }
             Ok(state)
         }
@@ -39,6 +41,7 @@ pub async fn call(agent: &Agent, _: Status) -> Result<AgentStatus, AgentError> {
         uptime_seconds: agent.started.elapsed().as_secs() as i64,
         last_exchange_unix: agent.metrics.last_exchange(),
         last_error,
+        last_error_unix,
         database,
     })
 }

@@ -20,7 +20,15 @@ async fn a_shop_is_initialised_loaded_and_its_sales_read_back() {
     let client = agent.office();
 
     assert_eq!(fault(client.sql_prepare().await.unwrap_err()), FaultCode::NotConfigured);
+    // The fault is the agent's last error, with its time; status polls leave it, the next success clears it.
+    let before = client.status().await.unwrap();
+    assert!(before.last_error.starts_with("sql_prepare"), "{}", before.last_error);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - 60..=now + 1).contains(&before.last_error_unix), "{}", before.last_error_unix);
+    assert_eq!(client.status().await.unwrap().last_error_unix, before.last_error_unix);
     client.clean().await.unwrap();
+    let after = client.status().await.unwrap();
+    assert_eq!((after.last_error.as_str(), after.last_error_unix), ("", 0));
     let fingerprint = client.configure(&retail("shop-1")).await.unwrap();
     assert_eq!(fingerprint.len(), 64);
 
