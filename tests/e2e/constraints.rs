@@ -88,9 +88,9 @@ async fn swapped_barcodes_and_a_tree_referencing_newer_rows_sync_both_ways() {
     let status = fleet.ctl(&["--json", "status"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let last_error = |name: &str| {
-        status.as_array().unwrap().iter().find(|r| r["branch"] == name).unwrap()["last_error"]
-            .as_str()
-            .map(String::from)
+        let branch = status.as_array().unwrap().iter().find(|r| r["name"] == name).unwrap();
+        assert!(branch["last_error"].is_null() || branch["last_error"]["hint"].is_string(), "{branch:#}");
+        branch["last_error"]["message"].as_str().map(String::from)
     };
     let stuck = last_error("shop-1").expect("the stuck branch has a last error");
     assert!(stuck.contains("public.product") && stuck.contains("23514"), "{stuck}");

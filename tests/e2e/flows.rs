@@ -122,8 +122,8 @@ async fn each_conflict_rule_decides_and_records() {
     assert_eq!(list.len(), 4, "{conflicts:#}");
     for c in list {
         assert!(
-            c["office_version"].as_str().unwrap().contains("office")
-                && c["shop_version"].as_str().unwrap().contains("shop"),
+            c["office_version"]["name"].as_str().unwrap().contains("office")
+                && c["shop_version"]["name"].as_str().unwrap().contains("shop"),
             "{c}"
         );
     }
@@ -177,7 +177,7 @@ async fn drift_is_found_and_repaired_and_a_down_shop_does_not_stop_the_other() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["branch"] == "shop-2" && s["agent"]["up"] == false && s["last_error"].is_string())
+            .any(|s| s["name"] == "shop-2" && s["agent"]["up"] == false && s["last_error"]["message"].is_string())
     );
     fleet.shops[1].start_agent();
     fleet.sync_all();

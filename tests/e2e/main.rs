@@ -8,6 +8,7 @@ mod crash;
 mod decisions;
 mod demo;
 mod flows;
+mod monitoring;
 mod operator;
 mod reconfigure;
 mod restore;

@@ -207,5 +207,5 @@ pub async fn run(args: DemoArgs) -> Result<Output> {
         }
         let _ = &shop.url;
     }
-    Ok(Output { text, json: json!({"verify": verified, "conflicts": conflicts.json}), ok: zoe == 1 })
+    Ok(Output { text, json: json!({"verify": verified, "conflicts": conflicts.json}), ok: zoe == 1, exit_code: None })
 }

@@ -8,5 +8,6 @@ pub mod records;
 pub mod schedule;
 pub mod serve;
 pub mod sync;
+pub mod views;
 
 pub use config::Config;

@@ -46,8 +46,9 @@ enum Command {
     Sync(commands::sync::SyncArgs),
     /// Compare a branch's tables with the office's by checksum: in sync, in flight or drift, and the repair.
     Verify(commands::verify::VerifyArgs),
-    /// Every branch's last sync, lag, waiting changes, last error and live agent status.
-    Status,
+    /// Every branch's state, last sync, lag, waiting changes, last error and live agent status; `--check` for
+    /// Nagios/Icinga.
+    Status(commands::status::StatusArgs),
     /// The sync log.
     Log(commands::log::LogArgs),
     /// The recorded conflicts.
@@ -113,7 +114,11 @@ fn main() -> ExitCode {
                     print!("{}", output.text);
                 }
             }
-            if output.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            match output.exit_code {
+                Some(code) => ExitCode::from(code),
+                None if output.ok => ExitCode::SUCCESS,
+                None => ExitCode::FAILURE,
+            }
         }
         Err(e) => {
             #[allow(clippy::print_stderr)]
@@ -157,7 +162,19 @@ async fn run(cli: Cli) -> Result<Output> {
         }
         Command::Sync(args) => commands::sync::run(&config()?, args).await,
         Command::Verify(args) => commands::verify::run_with(&config()?, args).await,
-        Command::Status => commands::status::run(&config()?).await,
+        Command::Status(args) if args.check => {
+            // A check that cannot even read its configuration is UNKNOWN (3), not a failure code of its own.
+            match config() {
+                Ok(config) => commands::status::run_with(&config, args).await,
+                Err(e) => Ok(commands::Output {
+                    text: format!("BRANCHSYNC UNKNOWN - {}\n", format!("{e:#}").replace('\n', " ")),
+                    json: serde_json::json!({"status": "unknown", "error": format!("{e:#}")}),
+                    ok: false,
+                    exit_code: Some(3),
+                }),
+            }
+        }
+        Command::Status(args) => commands::status::run_with(&config()?, args).await,
         Command::Log(args) => commands::log::run(&config()?, args).await,
         Command::Conflicts(args) => commands::conflicts::run(&config()?, args).await,
     }

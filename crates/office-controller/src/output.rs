@@ -11,12 +11,15 @@ pub struct Output {
     pub json: serde_json::Value,
     /// False when something failed; the process then exits non-zero.
     pub ok: bool,
+    /// The exit code, when the command has its own convention (`status --check`: Nagios' 0 to 3); otherwise
+    /// 0 when `ok`, 1 when not.
+    pub exit_code: Option<u8>,
 }
 
 impl Output {
     /// A successful output.
     pub fn ok(text: String, json: serde_json::Value) -> Output {
-        Output { text, json, ok: true }
+        Output { text, json, ok: true, exit_code: None }
     }
 }
 

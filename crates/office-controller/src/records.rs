@@ -116,13 +116,16 @@ pub struct Branch {
     pub last_daily_at: Option<String>,
     /// When `serve` last ran the branch's daily verify (RFC 3339, UTC).
     pub last_verify_at: Option<String>,
+    /// When the last sync attempt ended, successful or not (RFC 3339, UTC).
+    pub last_attempt: Option<String>,
 }
 
 const COLUMNS: &str = "branch, number, policy, url, username, credential, id_range, push_cursor, pull_cursor, \
      to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
      to_char(initialised_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_error, shop_identity, pending_whole, history_from, \
      to_char(last_daily_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(last_verify_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+     to_char(last_verify_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+     to_char(last_attempt AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 fn branch(r: &Row) -> Branch {
     Branch {
@@ -143,6 +146,7 @@ fn branch(r: &Row) -> Branch {
         history_from: r.get(14),
         last_daily_at: r.get(15),
         last_verify_at: r.get(16),
+        last_attempt: r.get(17),
     }
 }
 
@@ -419,9 +423,11 @@ pub async fn lag_seconds(client: &impl GenericClient, branch: &str) -> Result<Op
 }
 
 /// One sync-log row as read back.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct LogRow {
-    /// `YYYY-MM-DD HH24:MI:SS`, UTC.
+    /// Its id, increasing.
+    pub id: i64,
+    /// RFC 3339, UTC.
     pub at: String,
     /// The branch.
     pub branch: String,
@@ -443,7 +449,7 @@ pub struct LogRow {
 pub async fn read_log(client: &impl GenericClient, branch: Option<&str>, limit: i64) -> Result<Vec<LogRow>> {
     let rows = client
         .query(
-            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), branch, tbl, direction, rows, bytes, result, coalesce(message, '') \
+            "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), branch, tbl, direction, rows, bytes, result, coalesce(message, '') \
              FROM branchsync.sync_log WHERE $1::text IS NULL OR branch = $1 ORDER BY id DESC LIMIT $2",
             &[&branch, &limit],
         )
@@ -452,20 +458,21 @@ pub async fn read_log(client: &impl GenericClient, branch: Option<&str>, limit: 
     Ok(rows
         .iter()
         .map(|r| LogRow {
-            at: r.get(0),
-            branch: r.get(1),
-            table: r.get(2),
-            direction: r.get(3),
-            rows: r.get(4),
-            bytes: r.get(5),
-            result: r.get(6),
-            message: r.get(7),
+            id: r.get(0),
+            at: r.get(1),
+            branch: r.get(2),
+            table: r.get(3),
+            direction: r.get(4),
+            rows: r.get(5),
+            bytes: r.get(6),
+            result: r.get(7),
+            message: r.get(8),
         })
         .collect())
 }
 
 /// A job's claim, as `serve` records it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Claim {
     /// The branch.
     pub branch: String,

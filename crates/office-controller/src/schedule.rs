@@ -91,6 +91,11 @@ impl Schedule {
         next_at(self.daily_at, &self.time_zone, after)
     }
 
+    /// The next occurrence of the wall-clock time `at` (in the schedule's zone) strictly after `after`.
+    pub fn next_at(&self, at: Time, after: Timestamp) -> Timestamp {
+        next_at(at, &self.time_zone, after)
+    }
+
     /// Whether the daily job at `at` is due at `now`, given when it last ran: its latest occurrence up to `now`
     /// came after that run. After days of downtime it is due once, not once per missed day; a job that never
     /// ran waits for its first occurrence.

@@ -2,22 +2,18 @@
 //! rule and the decision, newest first.
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::commands::Output;
 use crate::commands::log::LogArgs;
 use crate::config::Config;
 use crate::output::table;
-use crate::sync;
+use crate::{sync, views};
 
 /// Runs `conflicts`.
 pub async fn run(config: &Config, args: LogArgs) -> Result<Output> {
     let office = sync::office(config).await?;
-    let found = pgsync::recorded_conflicts(&office, args.branch.as_deref(), args.limit).await?;
-    let json = json!(found
-        .iter()
-        .map(|c| json!({"at": c.at, "branch": c.branch, "table": c.table, "key": c.key, "rule": c.rule, "decision": c.decision, "office_version": c.office_version, "shop_version": c.shop_version}))
-        .collect::<Vec<_>>());
+    let found = views::conflict_views(pgsync::recorded_conflicts(&office, args.branch.as_deref(), args.limit).await?);
+    let json = serde_json::to_value(&found)?;
     let brief: Vec<Vec<String>> = found
         .iter()
         .map(|c| {

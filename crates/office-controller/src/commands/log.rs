@@ -2,12 +2,11 @@
 //! direction, rows, bytes, result, message).
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::commands::Output;
 use crate::config::Config;
 use crate::output::table;
-use crate::{records, sync};
+use crate::{records, sync, views};
 
 /// Arguments of `log`.
 #[derive(Debug, Clone, clap::Args)]
@@ -23,7 +22,7 @@ pub struct LogArgs {
 /// Runs `log`.
 pub async fn run(config: &Config, args: LogArgs) -> Result<Output> {
     let office = sync::office(config).await?;
-    let found = records::read_log(&office, args.branch.as_deref(), args.limit).await?;
+    let found = views::log_views(records::read_log(&office, args.branch.as_deref(), args.limit).await?);
     let rows: Vec<Vec<String>> = found
         .iter()
         .map(|r| {
@@ -39,7 +38,7 @@ pub async fn run(config: &Config, args: LogArgs) -> Result<Output> {
             ]
         })
         .collect();
-    let json = json!(found);
+    let json = serde_json::to_value(&found)?;
     Ok(Output::ok(
         table(&["time (UTC)", "branch", "table", "direction", "rows", "bytes", "result", "message"], &rows),
         json,

@@ -143,7 +143,7 @@ pub fn render(reports: &[BranchReport]) -> Output {
             reports.len()
         ));
     }
-    Output { text, json: json!(reports), ok: failed == 0 }
+    Output { text, json: json!(reports), ok: failed == 0, exit_code: None }
 }
 
 /// Ends a branch command that ran syncs on its way (`branch init`, `branch reconfigure`): its time and outcome

@@ -49,6 +49,7 @@ pub async fn run_with(config: &Config, args: VerifyArgs) -> Result<Output> {
                 text: format!("branch {}: cannot verify: {e:#}\n", branch.name),
                 json: json!({"branch": branch.name, "error": format!("{e:#}")}),
                 ok: false,
+                exit_code: None,
             },
         };
         ok &= out.ok;
@@ -63,10 +64,10 @@ pub async fn run_with(config: &Config, args: VerifyArgs) -> Result<Output> {
             text.push_str("no initialised branch to verify\n");
         }
         let drift: i64 = reports.iter().filter_map(|r| r["drift"].as_i64()).sum();
-        return Ok(Output { text, json: json!({"branches": reports, "drift": drift}), ok });
+        return Ok(Output { text, json: json!({"branches": reports, "drift": drift}), ok, exit_code: None });
     }
     let json = reports.pop().unwrap_or(serde_json::Value::Null);
-    Ok(Output { text, json, ok })
+    Ok(Output { text, json, ok, exit_code: None })
 }
 
 /// What one table's comparison found.
@@ -176,5 +177,6 @@ async fn branch_verdict(config: &Config, office: &tokio_postgres::Client, branch
         text,
         json: json!({"branch": name, "tables": report, "drift": drift, "in_flight": in_flight, "history_from": from}),
         ok: drift == 0,
+        exit_code: None,
     })
 }

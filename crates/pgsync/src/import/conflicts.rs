@@ -156,7 +156,9 @@ pub(crate) async fn decide(
 /// One recorded conflict as read back for office staff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedConflict {
-    /// `YYYY-MM-DD HH24:MI:SS`, UTC.
+    /// Its id, increasing.
+    pub id: i64,
+    /// RFC 3339, UTC.
     pub at: String,
     /// The branch.
     pub branch: String,
@@ -182,7 +184,7 @@ pub async fn recorded(
 ) -> Result<Vec<RecordedConflict>> {
     let rows = client
         .query(
-            "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), branch, tbl, array_to_string(pk, ','), rule, decision, \
+            "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), branch, tbl, array_to_string(pk, ','), rule, decision, \
                     coalesce(office_version::text, 'deleted'), coalesce(shop_version::text, 'deleted') \
              FROM branchsync.conflict WHERE $1::text IS NULL OR branch = $1 ORDER BY id DESC LIMIT $2",
             &[&branch, &limit],
@@ -191,14 +193,15 @@ pub async fn recorded(
     Ok(rows
         .iter()
         .map(|r| RecordedConflict {
-            at: r.get(0),
-            branch: r.get(1),
-            table: r.get(2),
-            key: r.get(3),
-            rule: r.get(4),
-            decision: r.get(5),
-            office_version: r.get(6),
-            shop_version: r.get(7),
+            id: r.get(0),
+            at: r.get(1),
+            branch: r.get(2),
+            table: r.get(3),
+            key: r.get(4),
+            rule: r.get(5),
+            decision: r.get(6),
+            office_version: r.get(7),
+            shop_version: r.get(8),
         })
         .collect())
 }
