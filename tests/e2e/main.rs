@@ -2,6 +2,7 @@
 
 mod acknowledgement;
 mod agent_cli;
+mod api;
 mod architecture;
 mod constraints;
 mod crash;

@@ -140,7 +140,7 @@ impl Drop for Fleet {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -271,12 +271,16 @@ impl Fleet {
 
     /// Starts the controller without waiting, for crash tests.
     pub fn ctl_spawn(&self, args: &[&str]) -> Child {
+        // Its log is kept beside the configuration, for a person looking into a failed test.
+        static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::fs::File::create(self.dir.join(format!("controller-{n}.log"))).unwrap();
         Command::new(binary("office-controller"))
             .arg("--config")
             .arg(&self.config)
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     }

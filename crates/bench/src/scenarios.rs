@@ -21,6 +21,7 @@ fn config(office_url: &str) -> Config {
         policies: [("retail".to_string(), demo::retail())].into(),
         sync: SyncConfig { concurrency: 8, retries: 2, ..SyncConfig::default() },
         schedule: Default::default(),
+        service: Default::default(),
     }
 }
 

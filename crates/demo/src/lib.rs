@@ -132,6 +132,7 @@ pub async fn run(args: DemoArgs) -> Result<Output> {
         policies: [("retail".to_string(), retail())].into(),
         sync: SyncConfig { retries: 1, ..SyncConfig::default() },
         schedule: Default::default(),
+        service: Default::default(),
     };
     need(commands::init::run(&config).await?, "init")?;
     for (i, shop) in shops.iter().enumerate() {

@@ -25,6 +25,78 @@ pub struct Config {
     /// When `serve` runs them.
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// The service's listener: TLS, office users, limits.
+    #[serde(default)]
+    pub service: ServiceConfig,
+}
+
+/// `[service]`: what `office-controller serve` answers on its listener (the JSON API, `/metrics`, the console)
+/// and who may ask.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// PEM certificate chain for HTTPS; with `tls_key`.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for HTTPS; with `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Office users, e.g. `[[service.users]]`.
+    pub users: Vec<OfficeUser>,
+    /// Longest wait for a request's head, in seconds.
+    pub header_read_seconds: u64,
+    /// A connection idle this long is closed, in seconds.
+    pub idle_seconds: u64,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Password verifications (argon2) at once.
+    pub auth_concurrency: usize,
+    /// Failed logins from one address within the window that lock it out for `auth_lockout_seconds`.
+    pub auth_failures_per_address: u32,
+    /// Failed logins for one user within the window after which its failed addresses wait.
+    pub auth_failures_per_user: u32,
+    /// The window failed logins are counted in, in seconds.
+    pub auth_failure_window_seconds: u64,
+    /// How long a lockout lasts, in seconds.
+    pub auth_lockout_seconds: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            tls_cert: None,
+            tls_key: None,
+            users: Vec::new(),
+            header_read_seconds: 10,
+            idle_seconds: 60,
+            max_connections: 256,
+            auth_concurrency: 2,
+            auth_failures_per_address: 10,
+            auth_failures_per_user: 30,
+            auth_failure_window_seconds: 60,
+            auth_lockout_seconds: 300,
+        }
+    }
+}
+
+/// One office user of the service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeUser {
+    /// The login.
+    pub name: String,
+    /// An argon2 PHC string (`office-controller hash-password` prints one); never a clear password.
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: OfficeRole,
+}
+
+/// What an office user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OfficeRole {
+    /// Read: branches, log, conflicts, metrics.
+    Viewer,
+    /// Read, and act: sync now, complete sync, verify.
+    Operator,
 }
 
 /// `[schedule]`: when `office-controller serve` syncs each branch. Read by [`crate::schedule::Schedule`].
@@ -242,6 +314,21 @@ impl Config {
                 "invalid [sync] settings: concurrency, id_range, chunk_bytes, deadline_seconds, max_answer_bytes and max_chunk_bytes must be greater than zero"
             );
         }
+        let service = &config.service;
+        if service.tls_cert.is_some() != service.tls_key.is_some() {
+            bail!("invalid [service]: set both tls_cert and tls_key, or neither");
+        }
+        for user in &service.users {
+            service::auth::check_hash(&user.password_hash).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid [[service.users]] {}: password_hash is not an argon2 PHC string ({e}), make one with `office-controller hash-password`",
+                    user.name
+                )
+            })?;
+        }
+        if service.max_connections == 0 || service.idle_seconds == 0 || service.header_read_seconds == 0 {
+            bail!("invalid [service]: max_connections, idle_seconds and header_read_seconds must be greater than zero");
+        }
         Ok(config)
     }
 
@@ -363,4 +450,12 @@ claim_lease_seconds = 60          # a job of a service that stopped renewing its
 # paused = false
 # pull = true                     # false: no recurring pull, only the daily complete sync
 # push = true
+
+[service]                         # the listener of `office-controller serve`: JSON API, /metrics
+# tls_cert = "/etc/branchsync/office.crt"   # HTTPS with both set
+# tls_key = "/etc/branchsync/office.key"
+# [[service.users]]               # make a hash with: echo -n 'secret' | office-controller hash-password
+# name = "ops"
+# password_hash = "$argon2id$v=19$..."
+# role = "operator"               # viewer: reads; operator: also sync now, complete sync, verify
 "#;

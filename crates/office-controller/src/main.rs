@@ -55,6 +55,8 @@ enum Command {
     Conflicts(commands::log::LogArgs),
     /// Print a commented example configuration.
     PrintExampleConfig,
+    /// Read one password on stdin and print its argon2 PHC string for `[[service.users]]`.
+    HashPassword,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,12 +142,41 @@ async fn run(cli: Cli) -> Result<Output> {
     };
     match cli.command {
         Command::Serve { listen } => {
-            let config = config()?;
+            let first = config()?;
             let listener =
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(listen = %listener.local_addr()?, "office service listening");
-            office_controller::serve::run(config, listener, service::process::shutdown_signal()).await?;
+            // SIGHUP reads the file again; the service takes it only if it checks.
+            let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
+            if let (Some(mut hangups), Some(path)) = (service::process::reload_signal(), cli.config.clone()) {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        match Config::load(&path) {
+                            Ok(config) => {
+                                let _ = reload_tx.send(config);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %format!("{e:#}"), "SIGHUP: the configuration does not load; the one in force stays")
+                            }
+                        }
+                    }
+                });
+            }
+            office_controller::serve::run_with_reload(first, listener, service::process::shutdown_signal(), reloads)
+                .await?;
             Ok(Output::ok("office service stopped\n".into(), serde_json::Value::Null))
+        }
+        Command::HashPassword => {
+            use std::io::Read;
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(
+                !password.is_empty(),
+                "no password on stdin, pipe one in: echo -n 'secret' | office-controller hash-password"
+            );
+            let hash =
+                service::auth::hash_password(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            Ok(Output::ok(format!("{hash}\n"), serde_json::Value::String(hash)))
         }
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),
         Command::Init => commands::init::run(&config()?).await,

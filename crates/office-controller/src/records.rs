@@ -188,11 +188,18 @@ pub async fn branches(client: &impl GenericClient) -> Result<Vec<Branch>> {
 
 /// One branch by name.
 pub async fn find(client: &impl GenericClient, name: &str) -> Result<Branch> {
+    find_opt(client, name)
+        .await?
+        .with_context(|| format!("no branch named {name}, see `office-controller branch list`"))
+}
+
+/// One branch by name, `None` when there is none.
+pub async fn find_opt(client: &impl GenericClient, name: &str) -> Result<Option<Branch>> {
     let row = client
         .query_opt(&format!("SELECT {COLUMNS} FROM branchsync.branch_synchronization WHERE branch = $1"), &[&name])
         .await
         .context("cannot read the branches; has `office-controller init` run on this database?")?;
-    row.map(|r| branch(&r)).with_context(|| format!("no branch named {name}, see `office-controller branch list`"))
+    Ok(row.map(|r| branch(&r)))
 }
 
 /// One sync-log row.
@@ -486,6 +493,8 @@ pub struct Claim {
     pub finished_at: Option<String>,
     /// Whether it succeeded, once ended.
     pub ok: Option<bool>,
+    /// Seconds since its service last renewed it.
+    pub renewed_seconds_ago: f64,
 }
 
 /// Claims the branch's next job for `holder`: true unless another service holds a claim on it that it renewed
@@ -503,7 +512,7 @@ pub async fn claim(
              VALUES ($1, $2, $3, now(), now()) \
              ON CONFLICT (branch) DO UPDATE SET holder = excluded.holder, job = excluded.job, claimed_at = now(), \
                  renewed_at = now(), finished_at = NULL, ok = NULL \
-             WHERE c.finished_at IS NOT NULL OR c.holder = $2 OR c.renewed_at < now() - make_interval(secs => $4)",
+             WHERE c.finished_at IS NOT NULL OR c.renewed_at < now() - make_interval(secs => $4)",
             &[&branch, &holder, &job, &lease_seconds],
         )
         .await
@@ -539,7 +548,8 @@ pub async fn claims(client: &impl GenericClient) -> Result<Vec<Claim>> {
     let rows = client
         .query(
             "SELECT branch, holder, job, to_char(claimed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ok \
+                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ok, \
+                    extract(epoch FROM now() - renewed_at)::float8 \
              FROM branchsync.service_claim ORDER BY branch",
             &[],
         )
@@ -554,6 +564,7 @@ pub async fn claims(client: &impl GenericClient) -> Result<Vec<Claim>> {
             claimed_at: r.get(3),
             finished_at: r.get(4),
             ok: r.get(5),
+            renewed_seconds_ago: r.get(6),
         })
         .collect())
 }

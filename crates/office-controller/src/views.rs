@@ -261,10 +261,13 @@ pub async fn branch_states(
     }
     if live {
         let timeout = Duration::from_secs(5);
-        let views: Vec<AgentView> = futures_util::stream::iter(branches.iter().map(|b| agent_view(config, b, timeout)))
-            .buffered(16)
-            .collect()
-            .await;
+        // A loop, not a closure: a closure returning a future that borrows its argument makes the caller's
+        // future not general enough to be `Send` for the API's handlers.
+        let mut asks = Vec::with_capacity(branches.len());
+        for b in &branches {
+            asks.push(agent_view(config, b, timeout));
+        }
+        let views: Vec<AgentView> = futures_util::stream::iter(asks).buffered(16).collect().await;
         for (state, view) in states.iter_mut().zip(views) {
             state.agent = view;
         }
@@ -355,4 +358,28 @@ pub fn conflict_views(rows: Vec<pgsync::RecordedConflict>) -> Vec<ConflictView> 
             decision: c.decision,
         })
         .collect()
+}
+
+/// What an action of the API (sync now, complete sync, verify) did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionView {
+    /// The branch.
+    pub branch: String,
+    /// `incremental`, `daily` (the complete sync) or `verify`.
+    pub job: &'static str,
+    /// Started (or, when waited for, run) by this request; false when another job of the branch was running.
+    pub accepted: bool,
+    /// When waited for: whether it succeeded.
+    pub ok: Option<bool>,
+    /// When waited for: the report, as the CLI's `--json` prints it.
+    pub report: Option<serde_json::Value>,
+}
+
+/// An API error's body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorBody {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `busy`, `unavailable` or `internal`.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
 }

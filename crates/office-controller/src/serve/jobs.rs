@@ -73,9 +73,14 @@ pub async fn run(
             records::release(&office, &branch.name, &service.holder, true).await?;
             return Ok(Outcome::NotRun);
         }
+        let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(schedule.job_timeout, work(&config, &office, &branch, job, options)).await;
+        let mut synced = None;
         let (ok, report) = match outcome {
-            Ok(Ok(done)) => done,
+            Ok(Ok((ok, report, sync_report))) => {
+                synced = sync_report;
+                (ok, report)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %format!("{e:#}"), "job failed");
                 (false, serde_json::json!({"branch": branch.name, "error": format!("{e:#}")}))
@@ -89,6 +94,7 @@ pub async fn run(
                 (false, serde_json::json!({"branch": branch.name, "error": message}))
             }
         };
+        service.metrics.job(&branch.name, job.name(), ok, started.elapsed().as_secs_f64(), synced.as_ref());
         records::release(&office, &branch.name, &service.holder, ok).await?;
         Ok(Outcome::Ran { ok, report })
     }
@@ -102,7 +108,7 @@ async fn work(
     branch: &Branch,
     job: Job,
     options: SyncOptions,
-) -> Result<(bool, serde_json::Value)> {
+) -> Result<(bool, serde_json::Value, Option<sync::BranchReport>)> {
     match job {
         Job::Incremental | Job::Daily => {
             let policy = config.policy(&branch.policy, office).await?;
@@ -121,7 +127,7 @@ async fn work(
             if report.ok && job == Job::Daily {
                 records::set_last_daily(office, &branch.name).await?;
             }
-            Ok((report.ok, serde_json::to_value(&report)?))
+            Ok((report.ok, serde_json::to_value(&report)?, Some(report)))
         }
         Job::Verify => {
             let out = crate::commands::verify::run(config, &branch.name).await?;
@@ -140,7 +146,7 @@ async fn work(
             };
             records::log(office, entry).await?;
             records::set_last_verify(office, &branch.name).await?;
-            Ok((out.ok, out.json))
+            Ok((out.ok, out.json, None))
         }
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::Result;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
 
 use super::Service;
 use super::jobs::{self, Job, Outcome};
@@ -60,7 +59,7 @@ pub(super) fn still_due(schedule: &Schedule, branch: &Branch, job: Job, started:
 /// Runs the loop until `stop`; then starts no new job and waits for the running ones.
 pub(super) async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<()> {
     let office = sync::office(&service.current().0).await?;
-    let tracker = TaskTracker::new();
+    let tracker = service.tasks.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Done)>();
     let mut clocks: BTreeMap<String, Clock> = BTreeMap::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -95,7 +94,7 @@ pub(super) async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Rec
                 }
                 continue;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => service::process::notify_watchdog(),
         }
         let branches = match records::branches(&office).await {
             Ok(b) => b,
@@ -144,8 +143,5 @@ pub(super) async fn run(service: Arc<Service>, mut stop: tokio::sync::watch::Rec
             });
         }
     }
-    tracing::info!(running = tracker.len(), "office service stopping: waiting for running jobs");
-    tracker.close();
-    tracker.wait().await;
     Ok(())
 }

@@ -96,7 +96,9 @@ async fn run_sync(
     // What the shop has applied of the office, by its own record (committed with the data, so right even when the
     // office died before recording its push): the base of the conflict check and of the push.
     let identity = pgsync::schema::identity(&lock).await?;
-    let status = agent.status().await.map_err(explain)?;
+    let status = agent.status().await.map_err(explain);
+    report.agent_up = Some(status.is_ok());
+    let status = status?;
     let identity_now = check_shop(branch, &policy.tables, &status, options.rebind)?;
     let applied =
         status.last_office_cursor().and_then(|c| c.parse::<Cursor>().ok()).and_then(|c| c.check_issuer(&identity).ok());
@@ -118,6 +120,15 @@ async fn run_sync(
         if let Some(office) = &cycle.office {
             records::set_shop_identity(office, &branch.name, &identity_now).await?;
         }
+    }
+    // What is left at the shop, for monitoring: asked once, briefly; a shop that does not answer now is no
+    // failure of the sync that went well.
+    if let Ok(Ok(after)) =
+        tokio::time::timeout(Duration::from_secs(5), cycle.agent.clone().with_retry(agent_client::Retry::NONE).status())
+            .await
+        && let Ok(shop) = &after.database
+    {
+        cycle.report.shop_pending = Some(shop.pending_changes);
     }
     *connection = cycle.office.take();
     Ok(())

@@ -33,6 +33,10 @@ pub struct BranchReport {
     pub seconds: f64,
     /// Things worth knowing (fallbacks, skipped work).
     pub notes: Vec<String>,
+    /// Whether the agent answered (`None`: not asked).
+    pub agent_up: Option<bool>,
+    /// Changes captured at the shop that the office has not confirmed, as the agent said after the sync.
+    pub shop_pending: Option<i64>,
 }
 
 impl BranchReport {

@@ -51,6 +51,7 @@ async fn office_with_branch(prefix: &str, base: &str) -> (Config, tokio_postgres
         policies: [("retail".to_string(), PolicyConfig::with_tables(&policy::retail()))].into(),
         sync: SyncConfig { retries: 0, timeout_seconds: 20, ..SyncConfig::default() },
         schedule: Default::default(),
+        service: Default::default(),
     };
     assert!(commands::init::run(&config).await.unwrap().ok);
     let password = std::env::temp_dir().join(format!("branchsync-{prefix}-password"));

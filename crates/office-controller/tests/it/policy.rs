@@ -28,6 +28,7 @@ async fn check(p: PolicyConfig) -> Result<(), String> {
         policies: [("p".to_string(), p)].into(),
         sync: SyncConfig::default(),
         schedule: Default::default(),
+        service: Default::default(),
     };
     config.policy("p", &client).await.map(|_| ()).map_err(|e| format!("{e:#}"))
 }
