@@ -8,6 +8,7 @@ mod constraints;
 mod crash;
 mod decisions;
 mod demo;
+mod deploy;
 mod flows;
 mod monitoring;
 mod operator;

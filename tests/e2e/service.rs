@@ -20,7 +20,27 @@ async fn the_service_syncs_every_shop_on_its_schedule_without_a_cli_call() {
     fleet.edit_config(|c| format!("{c}\n[schedule]\ninterval_seconds = 2\ntime_zone = \"Europe/Paris\"\n"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
-    let mut service = fleet.ctl_spawn(&["serve", "--listen", &listen]);
+    // systemd's side of sd_notify: a datagram socket the service reports readiness and watchdog pings to.
+    let socket_path = fleet.dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let socket = socket_path.display().to_string();
+    let mut service = fleet.ctl_spawn_env(
+        &["serve", "--listen", &listen],
+        &[("NOTIFY_SOCKET", socket.as_str()), ("WATCHDOG_USEC", "2000000")],
+    );
+    let mut told = Vec::new();
+    let mut heard = |what: &str| loop {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("no {what} from the service: {e}; heard {told:?}"));
+        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        told.push(message.clone());
+        if message.lines().any(|l| l == what) {
+            return;
+        }
+    };
+    heard("READY=1");
+    heard("WATCHDOG=1");
     eventually("the service listening", async || std::net::TcpStream::connect(&listen).is_ok()).await;
     let health = std::process::Command::new("python3")
         .args([
@@ -51,6 +71,7 @@ async fn the_service_syncs_every_shop_on_its_schedule_without_a_cli_call() {
 
     let killed = std::process::Command::new("kill").args(["-TERM", &service.id().to_string()]).status().unwrap();
     assert!(killed.success());
+    heard("STOPPING=1");
     let status = service.wait().unwrap();
     assert!(status.success(), "the service exits cleanly on SIGTERM: {status}");
     assert_eq!(count(&fleet.office, "SELECT count(*) FROM sale").await, 11, "nothing counted twice");

@@ -271,6 +271,11 @@ impl Fleet {
 
     /// Starts the controller without waiting, for crash tests.
     pub fn ctl_spawn(&self, args: &[&str]) -> Child {
+        self.ctl_spawn_env(args, &[])
+    }
+
+    /// [`Fleet::ctl_spawn`] with extra environment variables.
+    pub fn ctl_spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         // Its log is kept beside the configuration, for a person looking into a failed test.
         static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -279,6 +284,7 @@ impl Fleet {
             .arg("--config")
             .arg(&self.config)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
