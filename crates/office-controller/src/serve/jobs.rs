@@ -9,8 +9,9 @@ use anyhow::Result;
 use jiff::Timestamp;
 use tracing::Instrument;
 
-use super::Service;
 use crate::records::{self, Branch, LogEntry};
+use crate::schedule::Schedule;
+use crate::serve::state::Service;
 use crate::sync::{self, Progress, SyncOptions};
 
 /// What a job of one branch is.
@@ -49,6 +50,28 @@ pub enum Outcome {
     NotRun,
 }
 
+fn parse(t: &Option<String>) -> Option<Timestamp> {
+    t.as_deref().and_then(|t| t.parse::<Timestamp>().ok())
+}
+
+/// Which of the daily jobs is due for `branch` at `now`; a branch that never ran one counts from the service's
+/// start, so a new service does not run every daily job at once.
+pub(crate) fn daily_job(schedule: &Schedule, branch: &Branch, started: Timestamp, now: Timestamp) -> Option<Job> {
+    if schedule.daily_due(schedule.daily_at, parse(&branch.last_daily_at).or(Some(started)), now) {
+        return Some(Job::Daily);
+    }
+    let verify = schedule.verify_at?;
+    schedule.daily_due(verify, parse(&branch.last_verify_at).or(Some(started)), now).then_some(Job::Verify)
+}
+
+/// Whether a daily job is still due once claimed (the branch re-read): another service may have just run it.
+pub(crate) fn still_due(schedule: &Schedule, branch: &Branch, job: Job, started: Timestamp) -> bool {
+    match job {
+        Job::Incremental => true,
+        Job::Daily | Job::Verify => daily_job(schedule, branch, started, Timestamp::now()) == Some(job),
+    }
+}
+
 /// Runs `job` of `branch` once, claimed for this service. `scheduled` jobs check again, once claimed, that the
 /// daily job is still due, since another service may have run it a moment ago.
 pub async fn run(
@@ -69,7 +92,7 @@ pub async fn run(
             return Ok(Outcome::NotRun);
         }
         let branch = records::find(&office, &branch.name).await?;
-        if scheduled && !super::scheduler::still_due(&schedule, &branch, job, service.started) {
+        if scheduled && !still_due(&schedule, &branch, job, service.started) {
             records::release(&office, &branch.name, &service.holder, true).await?;
             return Ok(Outcome::NotRun);
         }

@@ -4,12 +4,9 @@
 //! so they survive restarts and agree across services sharing the office. Names follow Prometheus conventions
 //! (`_seconds`, `_total`); docs/api.md lists them, deploy/alerts.yml uses them.
 
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,9 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use super::Service;
-use crate::records;
-use crate::sync::{self, BranchReport};
+use crate::records::Branch;
+use crate::sync::BranchReport;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BranchLabel {
@@ -163,29 +159,19 @@ impl Metrics {
             self.shop_pending.get_or_create(&b).set(pending);
         }
     }
-}
 
-/// `GET /metrics`.
-pub(super) async fn scrape(State(service): State<Arc<Service>>) -> Response {
-    let office = match sync::office(&service.current().0).await {
-        Ok(office) => office,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
-    };
-    let branches = match records::branches(&office).await {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response(),
-    };
-    let m = &service.metrics;
-    for b in branches.iter().filter(|b| b.initialised_at.is_some()) {
-        let label = BranchLabel { branch: b.name.clone() };
-        let at = b.timestamp.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
-        m.last_success.get_or_create(&label).set(at.map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0));
-        m.last_ok.get_or_create(&label).set(i64::from(b.last_error.is_none() && b.timestamp.is_some()));
+    /// The metrics as Prometheus (OpenMetrics) text, the last success and result of each of `branches` (as
+    /// the office's records hold them) set first.
+    pub fn render(&self, branches: &[Branch]) -> Result<String, std::fmt::Error> {
+        for b in branches.iter().filter(|b| b.initialised_at.is_some()) {
+            let label = BranchLabel { branch: b.name.clone() };
+            let at = b.timestamp.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            self.last_success.get_or_create(&label).set(at.map_or(0.0, |t| t.as_millisecond() as f64 / 1000.0));
+            self.last_ok.get_or_create(&label).set(i64::from(b.last_error.is_none() && b.timestamp.is_some()));
+        }
+        let mut text = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+        Ok(text)
     }
-    let mut text = String::new();
-    let registry = m.registry.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the metrics: {e}\n")).into_response();
-    }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }

@@ -10,10 +10,9 @@ use anyhow::Result;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use super::Service;
-use super::jobs::{self, Job, Outcome};
-use crate::records::{self, Branch};
-use crate::schedule::Schedule;
+use crate::records;
+use crate::serve::jobs::{self, Job, Outcome, daily_job};
+use crate::serve::state::Service;
 use crate::sync::{self, SyncOptions};
 
 /// The scheduler's view of one branch between two looks at the office database.
@@ -32,28 +31,6 @@ enum Done {
     Ok,
     Failed,
     NotRun,
-}
-
-fn parse(t: &Option<String>) -> Option<Timestamp> {
-    t.as_deref().and_then(|t| t.parse::<Timestamp>().ok())
-}
-
-/// Which of the daily jobs is due for `branch` at `now`; a branch that never ran one counts from the service's
-/// start, so a new service does not run every daily job at once.
-fn daily_job(schedule: &Schedule, branch: &Branch, started: Timestamp, now: Timestamp) -> Option<Job> {
-    if schedule.daily_due(schedule.daily_at, parse(&branch.last_daily_at).or(Some(started)), now) {
-        return Some(Job::Daily);
-    }
-    let verify = schedule.verify_at?;
-    schedule.daily_due(verify, parse(&branch.last_verify_at).or(Some(started)), now).then_some(Job::Verify)
-}
-
-/// Whether a daily job is still due once claimed (the branch re-read): another service may have just run it.
-pub(super) fn still_due(schedule: &Schedule, branch: &Branch, job: Job, started: Timestamp) -> bool {
-    match job {
-        Job::Incremental => true,
-        Job::Daily | Job::Verify => daily_job(schedule, branch, started, Timestamp::now()) == Some(job),
-    }
 }
 
 /// Runs the loop until `stop`; then starts no new job and waits for the running ones.

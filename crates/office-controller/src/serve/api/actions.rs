@@ -12,11 +12,11 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use service::auth::Caller;
 
-use super::{ApiError, operator};
 use crate::config::OfficeRole;
 use crate::records;
-use crate::serve::Service;
+use crate::serve::api::error::{ApiError, operator};
 use crate::serve::jobs::{self, Job, Outcome};
+use crate::serve::state::Service;
 use crate::sync::{self, SyncOptions};
 use crate::views::ActionView;
 

@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use super::ApiError;
 use crate::records;
-use crate::serve::Service;
+use crate::serve::api::error::ApiError;
+use crate::serve::state::Service;
 use crate::sync;
 use crate::views::{self, ConflictView, LogView};
 
