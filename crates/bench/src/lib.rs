@@ -1,7 +1,8 @@
 //! Benchmarks of branchsync side by side with the tool a user would use instead, measured in the same run on
 //! the same throwaway clusters (BRIEF §8): initial load against `pg_dump | psql`, catch-up against PostgreSQL's
 //! logical replication, bytes per row against gzip of `COPY` text, small-change latency, a fleet of branches,
-//! the agent's memory and `status` rate, and a valid call's latency while wrong passwords hammer the agent. Figures are reported, never asserted.
+//! the agent's memory and `status` rate, a valid call's latency while wrong passwords hammer the agent, and the office service keeping a chain on its
+//! schedule. Figures are reported, never asserted.
 
 pub mod scenarios;
 pub mod setup;
@@ -48,6 +49,11 @@ pub async fn run(sizes: &Sizes) -> Result<Results> {
         && let Err(e) = scenarios::office_memory(&env, sizes, &mut results).await
     {
         failed.push(format!("memory: {e:#}"));
+    }
+    if wanted("serve")
+        && let Err(e) = scenarios::serve(&env, sizes, &mut results).await
+    {
+        failed.push(format!("serve: {e:#}"));
     }
     for f in &failed {
         results.notes.push(format!("FAILED {f}"));

@@ -25,7 +25,13 @@ struct Args {
     /// Rows of the agent's diff scenario.
     #[arg(long)]
     agent_rows: Option<i64>,
-    /// Run only these scenarios: load, catchup, fleet, agent, hammer, memory (comma-separated).
+    /// Branches of the service scenario.
+    #[arg(long)]
+    serve_branches: Option<usize>,
+    /// Intervals the service scenario runs for.
+    #[arg(long)]
+    serve_rounds: Option<u32>,
+    /// Run only these scenarios: load, catchup, fleet, agent, hammer, memory, serve (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Use the tiny sizes of the test suite.
@@ -75,6 +81,12 @@ fn real_main() -> Result<()> {
     }
     if let Some(v) = args.latency_runs {
         sizes.latency_runs = v;
+    }
+    if let Some(v) = args.serve_branches {
+        sizes.serve_branches = v;
+    }
+    if let Some(v) = args.serve_rounds {
+        sizes.serve_rounds = v;
     }
     if let Some(v) = args.fleet {
         sizes.fleet = v;

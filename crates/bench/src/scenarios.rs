@@ -797,3 +797,165 @@ pub async fn office_memory(env: &Env, sizes: &Sizes, results: &mut Results) -> R
     );
     Ok(())
 }
+
+/// 9: the office service (`office-controller serve`, the release binary) keeping `serve_branches` branches on a
+/// `serve_interval` schedule for `serve_rounds` intervals while the shops sell: in each interval, how many
+/// branches had a successful incremental sync; the jobs' mean and longest durations (from its `/metrics`), and
+/// the service process's resident memory after the first interval and at the end.
+pub async fn serve(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()> {
+    if !sibling_exe("office-controller")?.exists() {
+        results.notes.push("serve: office-controller not built; run `cargo build --release --workspace` first".into());
+        return Ok(());
+    }
+    let n = sizes.serve_branches;
+    let interval = Duration::from_secs(sizes.serve_interval);
+    let (office_url, office) = database(&env.office, "serve_office").await?;
+    sample::load_office(&office, OfficeData { seed: 9, products: 200, services: 10, persons: 50, parameters: 3 })
+        .await?;
+    let config = config(&office_url);
+    ok(commands::init::run(&config).await?, "init")?;
+    let mut stops = Vec::new();
+    let mut shops = Vec::new();
+    for i in 1..=n {
+        let (shop_url, shop) = database(&env.shops, &format!("serve_shop{i}")).await?;
+        stops.push(branch(env, &config, &format!("s{i}"), i as i64, &shop_url).await?);
+        shops.push(shop);
+    }
+    let path = config_file(env, "serve_office", &office_url)?;
+    let mut text = std::fs::read_to_string(&path)?;
+    text.push_str(&format!(
+        "[schedule]\ninterval_seconds = {}\n[service]\n[[service.users]]\nname = \"office\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+        sizes.serve_interval, env.hash
+    ));
+    std::fs::write(&path, text)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = Command::new(sibling_exe("office-controller")?)
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let since: String = office.query_one("SELECT now()::text", &[]).await?.get(0);
+    let started = Instant::now();
+    let mut sold = 0i64;
+    let mut rss_after_first = 0;
+    let mut rss_peak = 0;
+    let mut k = 0usize;
+    // The shops sell all along: one sale a second somewhere in the chain.
+    while started.elapsed() < interval * sizes.serve_rounds {
+        sold += sample::sell(&shops[k % n], 900 + k as u64, 1, 200, 10, 50).await.map(|_| 1)?;
+        k += 1;
+        let rss = status_field(&status_path, "VmRSS:").unwrap_or(0);
+        rss_peak = rss_peak.max(rss);
+        if rss_after_first == 0 && started.elapsed() >= interval {
+            rss_after_first = rss;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let rss_end = status_field(&status_path, "VmRSS:").unwrap_or(0);
+    // Every sale is at the office within two more intervals.
+    let deadline = Instant::now() + interval * 2 + Duration::from_secs(10);
+    while count(&office, "SELECT count(*) FROM sale").await? < sold {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the service did not bring every sale to the office within two intervals");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .basic_auth("office", Some(&env.password))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    // Per interval since the start: branches with a successful sync in it.
+    let per_round = office
+        .query(
+            "SELECT floor(extract(epoch FROM at - $1::text::timestamptz) / $2::float8)::bigint AS round, count(DISTINCT branch) \
+             FROM branchsync.sync_log WHERE tbl = '*' AND direction = 'sync' AND result = 'ok' AND at >= $1::text::timestamptz \
+             GROUP BY round ORDER BY round",
+            &[&since, &(sizes.serve_interval as f64)],
+        )
+        .await?;
+    let rounds: Vec<i64> = per_round
+        .iter()
+        .filter(|r| r.get::<_, i64>(0) < i64::from(sizes.serve_rounds))
+        .map(|r| r.get::<_, i64>(1))
+        .collect();
+    let failed = count(
+        &office,
+        &format!("SELECT count(*) FROM branchsync.sync_log WHERE result = 'error' AND at >= '{since}'::timestamptz"),
+    )
+    .await?;
+    let (jobs, seconds, longest) = durations(&metrics);
+    let full_rounds = rounds.iter().skip(1).filter(|&&c| c as usize == n).count();
+    results.lines.push(Line {
+        scenario: format!("9a. `serve`, {n} branches every {} s, {} intervals", sizes.serve_interval, sizes.serve_rounds),
+        ours: format!(
+            "branches synced per interval {rounds:?}; {jobs} jobs, mean {:.2} s, longest under {longest:.1} s; {failed} failed",
+            if jobs > 0 { seconds / jobs as f64 } else { 0.0 }
+        ),
+        peer: "-".into(),
+        ratio: None,
+        goal: "every branch each interval, jobs well under the interval".into(),
+        met: Some(failed == 0 && full_rounds + 1 >= rounds.len() && longest < interval.as_secs_f64()),
+    });
+    results.lines.push(Line {
+        scenario: format!("9b. `serve` resident memory, {n} branches"),
+        ours: format!(
+            "{:.1} MB after the first interval, {:.1} MB at the end, peak {:.1} MB",
+            rss_after_first as f64 / 1024.0,
+            rss_end as f64 / 1024.0,
+            rss_peak as f64 / 1024.0
+        ),
+        peer: "-".into(),
+        ratio: None,
+        goal: "flat".into(),
+        met: Some(rss_end <= rss_after_first + rss_after_first / 5 + 4096),
+    });
+    results.notes.push(format!(
+        "serve: the release office-controller binary, concurrency 8, agents in the bench process; {sold} sales rung up one a second across the shops, all at the office afterwards. The first interval is partial (slots are spread by phase, the service starts mid-interval)."
+    ));
+    Ok(())
+}
+
+/// From the service's metrics text: jobs run, their total seconds, and the upper bound of the highest histogram
+/// bucket any job fell in.
+fn durations(metrics: &str) -> (u64, f64, f64) {
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut jobs = 0u64;
+    let mut seconds = 0.0;
+    let mut longest = 0.0f64;
+    // Per branch, the lowest bucket holding all its jobs.
+    let mut counts: std::collections::BTreeMap<String, f64> = Default::default();
+    for line in metrics.lines() {
+        if line.starts_with("branchsync_sync_duration_seconds_count") {
+            let c = value(line);
+            jobs += c as u64;
+            counts.insert(line.split('}').next().unwrap_or("").replace("_count", ""), c);
+        } else if line.starts_with("branchsync_sync_duration_seconds_sum") {
+            seconds += value(line);
+        }
+    }
+    for line in metrics.lines().filter(|l| l.starts_with("branchsync_sync_duration_seconds_bucket")) {
+        let Some((labels, _)) = line.split_once('}') else { continue };
+        let Some((branch, le)) = labels.split_once(",le=\"") else { continue };
+        let le: f64 = le.trim_end_matches('"').parse().unwrap_or(f64::INFINITY);
+        let key = branch.replace("_bucket", "");
+        if counts.get(&key).is_some_and(|&c| value(line) >= c && c > 0.0) {
+            // The first bucket (in order) that holds every job of the branch.
+            if le.is_finite() && counts.remove(&key).is_some() {
+                longest = longest.max(le);
+            }
+        }
+    }
+    (jobs, seconds, longest)
+}

@@ -27,7 +27,13 @@ pub struct Sizes {
     pub memory_rows: i64,
     /// Decompressed size of the gzip bomb in the memory scenario, in bytes.
     pub bomb_bytes: u64,
-    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`, `hammer`, `memory`); all when empty.
+    /// Branches of the service scenario.
+    pub serve_branches: usize,
+    /// The service scenario's `[schedule] interval_seconds`.
+    pub serve_interval: u64,
+    /// Intervals the service scenario runs for.
+    pub serve_rounds: u32,
+    /// Run only these scenarios (`load`, `catchup`, `fleet`, `agent`, `hammer`, `memory`, `serve`); all when empty.
     pub only: Vec<String>,
 }
 
@@ -44,6 +50,9 @@ impl Sizes {
             status_seconds: 5.0,
             memory_rows: 1_000_000,
             bomb_bytes: 1 << 30,
+            serve_branches: 200,
+            serve_interval: 60,
+            serve_rounds: 5,
             only: Vec::new(),
         }
     }
@@ -60,6 +69,9 @@ impl Sizes {
             status_seconds: 0.5,
             memory_rows: 2000,
             bomb_bytes: 8 << 20,
+            serve_branches: 3,
+            serve_interval: 2,
+            serve_rounds: 3,
             only: Vec::new(),
         }
     }
