@@ -927,34 +927,32 @@ pub async fn serve(env: &Env, sizes: &Sizes, results: &mut Results) -> Result<()
     Ok(())
 }
 
-/// From the service's metrics text: jobs run, their total seconds, and the upper bound of the highest histogram
-/// bucket any job fell in.
+/// From the service's metrics text: jobs run, their total seconds, and the upper bound of the lowest histogram
+/// bucket that holds every job of the slowest branch.
 fn durations(metrics: &str) -> (u64, f64, f64) {
     let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let mut jobs = 0u64;
-    let mut seconds = 0.0;
-    let mut longest = 0.0f64;
-    // Per branch, the lowest bucket holding all its jobs.
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_string())
+    };
+    let (mut jobs, mut seconds, mut longest) = (0u64, 0.0, 0.0f64);
     let mut counts: std::collections::BTreeMap<String, f64> = Default::default();
     for line in metrics.lines() {
         if line.starts_with("branchsync_sync_duration_seconds_count") {
-            let c = value(line);
-            jobs += c as u64;
-            counts.insert(line.split('}').next().unwrap_or("").replace("_count", ""), c);
+            jobs += value(line) as u64;
+            counts.insert(label(line, "branch").unwrap_or_default(), value(line));
         } else if line.starts_with("branchsync_sync_duration_seconds_sum") {
             seconds += value(line);
         }
     }
+    // Buckets come in increasing order per branch: the first one holding all of a branch's jobs bounds its
+    // longest job.
     for line in metrics.lines().filter(|l| l.starts_with("branchsync_sync_duration_seconds_bucket")) {
-        let Some((labels, _)) = line.split_once('}') else { continue };
-        let Some((branch, le)) = labels.split_once(",le=\"") else { continue };
-        let le: f64 = le.trim_end_matches('"').parse().unwrap_or(f64::INFINITY);
-        let key = branch.replace("_bucket", "");
-        if counts.get(&key).is_some_and(|&c| value(line) >= c && c > 0.0) {
-            // The first bucket (in order) that holds every job of the branch.
-            if le.is_finite() && counts.remove(&key).is_some() {
-                longest = longest.max(le);
-            }
+        let (Some(branch), Some(le)) = (label(line, "branch"), label(line, "le")) else { continue };
+        let le: f64 = le.parse().unwrap_or(f64::INFINITY);
+        if counts.get(&branch).is_some_and(|&c| c > 0.0 && value(line) >= c) {
+            counts.remove(&branch);
+            longest = longest.max(le);
         }
     }
     (jobs, seconds, longest)
