@@ -121,6 +121,8 @@ async fn the_api_authenticates_reads_acts_and_exposes_metrics() {
     let (status, done) = api.post("/api/v1/branches/shop-1/verify?wait=true", OPERATOR).await;
     assert_eq!((status, done["ok"].as_bool()), (StatusCode::OK, Some(true)), "{done:#}");
     assert_eq!(done["report"]["drift"], 0, "{done:#}");
+    let (status, body) = api.post("/api/v1/branches/shop-2/explode", OPERATOR).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
     let (status, started) = api.post("/api/v1/branches/shop-2/sync", OPERATOR).await;
     assert_eq!((status, started["accepted"].as_bool()), (StatusCode::ACCEPTED, Some(true)));
 
@@ -205,11 +207,19 @@ async fn the_api_authenticates_reads_acts_and_exposes_metrics() {
     // SIGHUP: a new user in the file logs in, without a restart; a broken file leaves the old one in force.
     let newcomer = ("nina", "newcomer-password");
     assert_eq!(api.get("/api/v1/branches?live=false", Some(newcomer)).await.0, StatusCode::UNAUTHORIZED);
+    // The hash made as an operator makes it, with the controller's own command.
+    let mut hashing = std::process::Command::new(binary("office-controller"))
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut hashing.stdin.take().unwrap(), format!("{}\n", newcomer.1).as_bytes()).unwrap();
+    let hashed = hashing.wait_with_output().unwrap();
+    assert!(hashed.status.success());
+    let hash = String::from_utf8(hashed.stdout).unwrap().trim().to_string();
     fleet.edit_config(|c| {
-        format!(
-            "{c}[[service.users]]\nname = \"nina\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
-            service::auth::hash_password(newcomer.1).unwrap()
-        )
+        format!("{c}[[service.users]]\nname = \"nina\"\npassword_hash = \"{hash}\"\nrole = \"viewer\"\n")
     });
     let hup = || {
         assert!(

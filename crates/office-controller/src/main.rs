@@ -166,16 +166,7 @@ async fn run(cli: Cli) -> Result<Output> {
             Ok(Output::ok("office service stopped\n".into(), serde_json::Value::Null))
         }
         Command::HashPassword => {
-            use std::io::Read;
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from stdin")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            anyhow::ensure!(
-                !password.is_empty(),
-                "no password on stdin, pipe one in: echo -n 'secret' | office-controller hash-password"
-            );
-            let hash =
-                service::auth::hash_password(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+            let hash = service::auth::hash_from(std::io::stdin(), "office-controller").map_err(anyhow::Error::msg)?;
             Ok(Output::ok(format!("{hash}\n"), serde_json::Value::String(hash)))
         }
         Command::PrintExampleConfig => Ok(Output::ok(EXAMPLE_CONFIG.to_string(), serde_json::Value::Null)),

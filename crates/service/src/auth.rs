@@ -129,6 +129,18 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
+/// What `hash-password` of both binaries does: reads one password from `input` (a trailing newline is not part
+/// of it) and returns its argon2 PHC string, or what went wrong in words for the operator.
+pub fn hash_from(mut input: impl std::io::Read, program: &str) -> Result<String, String> {
+    let mut password = String::new();
+    input.read_to_string(&mut password).map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!("no password on stdin, pipe one in: echo -n 'secret' | {program} hash-password"));
+    }
+    hash_password(password).map_err(|e| format!("cannot hash the password: {e}"))
+}
+
 /// Standard base64 (with or without padding) as basic auth uses it.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let value = |c: u8| -> Option<u32> {

@@ -1,7 +1,6 @@
 //! `shop-agent`: parses the command line, loads the configuration, sets up logging, binds, and hands over to
 //! the library's `run` until SIGTERM or SIGINT.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,17 +60,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::HashPassword => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("cannot read the password from stdin")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            anyhow::ensure!(
-                !password.is_empty(),
-                "no password on stdin, pipe one in: echo -n 'secret' | shop-agent hash-password"
-            );
-            println!(
-                "{}",
-                service::auth::hash_password(password).map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
-            );
+            println!("{}", service::auth::hash_from(std::io::stdin(), "shop-agent").map_err(anyhow::Error::msg)?);
             Ok(())
         }
         Command::Serve { config, log_format } => {

@@ -26,31 +26,22 @@ pub(super) struct Wait {
     wait: Option<bool>,
 }
 
-pub(super) async fn sync_now(
+/// `POST /api/v1/branches/{name}/{action}`, the action one of `sync`, `complete-sync`, `verify`.
+pub(super) async fn action(
     State(service): State<Arc<Service>>,
     Extension(caller): Extension<Caller<OfficeRole>>,
-    Path(name): Path<String>,
+    Path((name, action)): Path<(String, String)>,
     Query(q): Query<Wait>,
 ) -> Result<Response, ApiError> {
-    act(service, caller, name, Job::Incremental, q.wait.unwrap_or(false)).await
-}
-
-pub(super) async fn complete_sync(
-    State(service): State<Arc<Service>>,
-    Extension(caller): Extension<Caller<OfficeRole>>,
-    Path(name): Path<String>,
-    Query(q): Query<Wait>,
-) -> Result<Response, ApiError> {
-    act(service, caller, name, Job::Daily, q.wait.unwrap_or(false)).await
-}
-
-pub(super) async fn verify(
-    State(service): State<Arc<Service>>,
-    Extension(caller): Extension<Caller<OfficeRole>>,
-    Path(name): Path<String>,
-    Query(q): Query<Wait>,
-) -> Result<Response, ApiError> {
-    act(service, caller, name, Job::Verify, q.wait.unwrap_or(false)).await
+    let job = match action.as_str() {
+        "sync" => Job::Incremental,
+        "complete-sync" => Job::Daily,
+        "verify" => Job::Verify,
+        other => {
+            return Err(ApiError::BadRequest(format!("no action {other:?}: POST sync, complete-sync or verify")));
+        }
+    };
+    act(service, caller, name, job, q.wait.unwrap_or(false)).await
 }
 
 async fn act(
