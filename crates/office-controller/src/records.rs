@@ -498,7 +498,8 @@ pub struct Claim {
 }
 
 /// Claims the branch's next job for `holder`: true unless another service holds a claim on it that it renewed
-/// within `lease_seconds`.
+/// within `lease_seconds`. A claim `holder` itself left unfinished (its release failed with the office
+/// database) is taken back: the service keeps its own jobs apart in memory (`Service::running`).
 pub async fn claim(
     client: &impl GenericClient,
     branch: &str,
@@ -512,7 +513,7 @@ pub async fn claim(
              VALUES ($1, $2, $3, now(), now()) \
              ON CONFLICT (branch) DO UPDATE SET holder = excluded.holder, job = excluded.job, claimed_at = now(), \
                  renewed_at = now(), finished_at = NULL, ok = NULL \
-             WHERE c.finished_at IS NOT NULL OR c.renewed_at < now() - make_interval(secs => $4)",
+             WHERE c.finished_at IS NOT NULL OR c.holder = $2 OR c.renewed_at < now() - make_interval(secs => $4)",
             &[&branch, &holder, &job, &lease_seconds],
         )
         .await
@@ -520,12 +521,14 @@ pub async fn claim(
     Ok(claimed == 1)
 }
 
-/// Renews every running claim of `holder`.
-pub async fn renew_claims(client: &impl GenericClient, holder: &str) -> Result<u64> {
+/// Renews `holder`'s claims of the jobs it is running, those of `branches`; a claim it left unfinished
+/// otherwise is not renewed, so that it lapses.
+pub async fn renew_claims(client: &impl GenericClient, holder: &str, branches: &[String]) -> Result<u64> {
     client
         .execute(
-            "UPDATE branchsync.service_claim SET renewed_at = now() WHERE holder = $1 AND finished_at IS NULL",
-            &[&holder],
+            "UPDATE branchsync.service_claim SET renewed_at = now() \
+             WHERE holder = $1 AND finished_at IS NULL AND branch = ANY($2)",
+            &[&holder, &branches],
         )
         .await
         .context("cannot renew the service's claims")

@@ -83,6 +83,10 @@ pub async fn run(
 ) -> Result<Outcome> {
     let span = tracing::info_span!("job", branch = %branch.name, kind = job.name());
     async {
+        let Some(_running) = Running::enter(service, &branch.name) else {
+            tracing::debug!("a job of the branch is running in this service");
+            return Ok(Outcome::NotRun);
+        };
         let (config, schedule) = service.current();
         let _permit = service.bound.acquire().await?;
         let office = sync::office(&config).await?;
@@ -91,38 +95,75 @@ pub async fn run(
             tracing::debug!("claimed by another service");
             return Ok(Outcome::NotRun);
         }
-        let branch = records::find(&office, &branch.name).await?;
-        if scheduled && !still_due(&schedule, &branch, job, service.started) {
-            records::release(&office, &branch.name, &service.holder, true).await?;
-            return Ok(Outcome::NotRun);
+        // From here the claim is released on every path, a failed job's included.
+        let ran = claimed(service, &office, &branch.name, job, options, scheduled).await;
+        let ok = matches!(ran, Ok(Outcome::Ran { ok: true, .. } | Outcome::NotRun));
+        if let Err(e) = records::release(&office, &branch.name, &service.holder, ok).await {
+            // Not renewed once this job is over: the claim lapses after the lease, or this service takes it back.
+            tracing::warn!(error = %format!("{e:#}"), "cannot release the job's claim");
         }
-        let started = std::time::Instant::now();
-        let outcome = tokio::time::timeout(schedule.job_timeout, work(&config, &office, &branch, job, options)).await;
-        let mut synced = None;
-        let (ok, report) = match outcome {
-            Ok(Ok((ok, report, sync_report))) => {
-                synced = sync_report;
-                (ok, report)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "job failed");
-                (false, serde_json::json!({"branch": branch.name, "error": format!("{e:#}")}))
-            }
-            Err(_) => {
-                let message = format!(
-                    "the job ran longer than {} s ([schedule] job_timeout_seconds); what was applied stays",
-                    schedule.job_timeout.as_secs()
-                );
-                tracing::warn!("{message}");
-                (false, serde_json::json!({"branch": branch.name, "error": message}))
-            }
-        };
-        service.metrics.job(&branch.name, job.name(), ok, started.elapsed().as_secs_f64(), synced.as_ref());
-        records::release(&office, &branch.name, &service.holder, ok).await?;
-        Ok(Outcome::Ran { ok, report })
+        ran
     }
     .instrument(span)
     .await
+}
+
+/// The job once claimed: the branch read again, whether it is still due, the work within the job timeout.
+async fn claimed(
+    service: &Service,
+    office: &tokio_postgres::Client,
+    name: &str,
+    job: Job,
+    options: SyncOptions,
+    scheduled: bool,
+) -> Result<Outcome> {
+    let (config, schedule) = service.current();
+    let branch = records::find(office, name).await?;
+    if scheduled && !still_due(&schedule, &branch, job, service.started) {
+        return Ok(Outcome::NotRun);
+    }
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(schedule.job_timeout, work(&config, office, &branch, job, options)).await;
+    let mut synced = None;
+    let (ok, report) = match outcome {
+        Ok(Ok((ok, report, sync_report))) => {
+            synced = sync_report;
+            (ok, report)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "job failed");
+            (false, serde_json::json!({"branch": branch.name, "error": format!("{e:#}")}))
+        }
+        Err(_) => {
+            let message = format!(
+                "the job ran longer than {} s ([schedule] job_timeout_seconds); what was applied stays",
+                schedule.job_timeout.as_secs()
+            );
+            tracing::warn!("{message}");
+            (false, serde_json::json!({"branch": branch.name, "error": message}))
+        }
+    };
+    service.metrics.job(&branch.name, job.name(), ok, started.elapsed().as_secs_f64(), synced.as_ref());
+    Ok(Outcome::Ran { ok, report })
+}
+
+/// A branch's place in `Service::running` while its job runs here.
+struct Running<'a> {
+    service: &'a Service,
+    branch: String,
+}
+
+impl<'a> Running<'a> {
+    fn enter(service: &'a Service, branch: &str) -> Option<Running<'a>> {
+        let mut running = service.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(branch.to_string()).then(|| Running { service, branch: branch.to_string() })
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.service.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.branch);
+    }
 }
 
 async fn work(
@@ -185,8 +226,9 @@ pub async fn renew(service: &Service) {
         if office.is_none() {
             office = sync::office(&config).await.ok();
         }
+        let running: Vec<String> = service.running.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         if let Some(client) = &office
-            && let Err(e) = records::renew_claims(client, &service.holder).await
+            && let Err(e) = records::renew_claims(client, &service.holder, &running).await
         {
             tracing::warn!(error = %format!("{e:#}"), at = %Timestamp::now(), "cannot renew the claims; reconnecting");
             office = None;

@@ -25,6 +25,9 @@ pub struct Service {
     pub holder: String,
     /// At most `[sync] concurrency` jobs at once.
     pub bound: Semaphore,
+    /// The branches this process is running a job of: never two of one branch here, whoever asked (the
+    /// scheduler, the API), and only these claims are renewed.
+    pub running: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// When the service started.
     pub started: Timestamp,
     /// The login gate of the API and `/metrics`.
@@ -59,6 +62,7 @@ impl Service {
             current: RwLock::new((Arc::new(config), Arc::new(schedule))),
             holder: holder(),
             bound,
+            running: Default::default(),
             started: Timestamp::now(),
             gate,
             tasks: TaskTracker::new(),
