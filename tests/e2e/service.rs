@@ -78,19 +78,10 @@ async fn the_service_syncs_every_shop_on_its_schedule_without_a_cli_call() {
     fleet.assert_all_verified();
 }
 
-/// The claims' holders seen so far, and whether `pid`'s service holds a running one (and of which branch).
-async fn claims(fleet: &Fleet, pid: u32) -> (Vec<String>, Option<String>) {
-    let rows = fleet
-        .office
-        .query("SELECT branch, holder, finished_at IS NULL FROM branchsync.service_claim", &[])
-        .await
-        .unwrap();
-    let holders = rows.iter().map(|r| r.get::<_, String>(1)).collect();
-    let running = rows
-        .iter()
-        .find(|r| r.get::<_, bool>(2) && r.get::<_, String>(1).contains(&format!(":{pid}:")))
-        .map(|r| r.get(0));
-    (holders, running)
+/// The holders of the claims recorded now.
+async fn holders(fleet: &Fleet) -> Vec<String> {
+    let rows = fleet.office.query("SELECT holder FROM branchsync.service_claim", &[]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +101,7 @@ async fn two_services_share_three_branches_and_a_killed_ones_work_is_taken_over(
     // Both services take work: each holds claims of the branches over the first rounds.
     let mut seen = std::collections::BTreeSet::new();
     eventually("both services running jobs", async || {
-        seen.extend(claims(&fleet, a_pid).await.0);
+        seen.extend(holders(&fleet).await);
         [a_pid, b_pid].iter().all(|pid| seen.iter().any(|h| h.contains(&format!(":{pid}:"))))
     })
     .await;
@@ -119,31 +110,46 @@ async fn two_services_share_three_branches_and_a_killed_ones_work_is_taken_over(
     })
     .await;
 
-    // Service A is killed in the middle of a job of one of the branches.
-    let mut taken = None;
-    eventually("service A in the middle of a job", async || {
-        taken = claims(&fleet, a_pid).await.1;
-        taken.is_some()
+    // shop-1's agent is held in the middle of a job (its change log locked, so the job's first call waits), and
+    // whichever service claimed that job is killed with SIGKILL there.
+    let taken = "shop-1";
+    let hold = &fleet.shops[0].db;
+    hold.batch_execute("BEGIN; LOCK TABLE branchsync.change_log IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let mut holder = String::new();
+    eventually("a service in the middle of shop-1's job", async || {
+        let row = fleet
+            .office
+            .query_opt(
+                "SELECT holder FROM branchsync.service_claim WHERE branch = 'shop-1' AND finished_at IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        holder = row.map(|r| r.get(0)).unwrap_or_default();
+        !holder.is_empty()
     })
     .await;
-    assert!(std::process::Command::new("kill").args(["-KILL", &a_pid.to_string()]).status().unwrap().success());
-    let _ = a.wait();
-    let taken = taken.unwrap();
+    let (victim, survivor, survivor_pid) =
+        if holder.contains(&format!(":{a_pid}:")) { (&mut a, &mut b, b_pid) } else { (&mut b, &mut a, a_pid) };
+    let victim_pid = victim.id();
+    assert!(std::process::Command::new("kill").args(["-KILL", &victim_pid.to_string()]).status().unwrap().success());
+    let _ = victim.wait();
     let killed_at = Instant::now();
-    let before = count(&fleet.office, "SELECT count(*) FROM sale").await;
-    let left: i64 = count(&fleet.office, &format!("SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND finished_at IS NULL AND holder LIKE '%:{a_pid}:%'")).await;
+    let left = count(&fleet.office, &format!("SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND finished_at IS NULL AND holder LIKE '%:{victim_pid}:%'")).await;
     assert_eq!(left, 1, "the dead service's claim of {taken} is still recorded as running");
+    hold.batch_execute("ROLLBACK").await.unwrap();
+    let before = count(&fleet.office, "SELECT count(*) FROM sale").await;
     assert_eq!(before, 15, "nothing half-applied: the office holds exactly the sales it had");
 
-    // More sales everywhere; service B alone takes all three branches, the dead one's included.
+    // More sales everywhere; the survivor alone takes all three branches, the dead one's job included.
     for (i, shop) in fleet.shops.iter().enumerate() {
         testbed::sample::sell(&shop.db, 70 + i as u64, 3, 20, 20, 100).await.unwrap();
     }
-    eventually("B holding the claim of the branch A died syncing", async || {
+    eventually("the survivor holding the claim of the branch the other died syncing", async || {
         count(
             &fleet.office,
             &format!(
-                "SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND holder LIKE '%:{b_pid}:%'"
+                "SELECT count(*) FROM branchsync.service_claim WHERE branch = '{taken}' AND holder LIKE '%:{survivor_pid}:%'"
             ),
         )
         .await
@@ -155,8 +161,8 @@ async fn two_services_share_three_branches_and_a_killed_ones_work_is_taken_over(
     eventually("all 24 sales at the office", async || count(&fleet.office, "SELECT count(*) FROM sale").await == 24)
         .await;
 
-    assert!(std::process::Command::new("kill").args(["-TERM", &b_pid.to_string()]).status().unwrap().success());
-    assert!(b.wait().unwrap().success());
+    assert!(std::process::Command::new("kill").args(["-TERM", &survivor_pid.to_string()]).status().unwrap().success());
+    assert!(survivor.wait().unwrap().success());
     let mut at_shops = 0;
     for shop in &fleet.shops {
         at_shops += count(&shop.db, "SELECT count(*) FROM sale").await;
